@@ -1,0 +1,47 @@
+# geoloom: `make demo` (set up, make the sample data, run a detection) and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+OUT    ?= runs/demo
+PRESET ?= sample-bay
+MODEL  ?= fdi
+
+.PHONY: setup demo test test-fast sample-data ui bench clean-runs browser web-assets
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+sample_data/generated/catalog.json: | $(VENV)/.installed
+	$(VENV)/bin/geoloom sample-data
+
+sample-data: sample_data/generated/catalog.json
+
+demo: setup sample-data
+	$(VENV)/bin/geoloom run --preset $(PRESET) --model $(MODEL) --out $(OUT) --overwrite
+	@echo "Map: $(OUT)/result.tif  quicklook: $(OUT)/quicklook.png  tables: $(OUT)/detections.geojson $(OUT)/detections.parquet"
+
+# Debian's Chromium for the browser tests (never a downloaded browser).
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+test: setup browser
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+ui: setup sample-data
+	$(VENV)/bin/geoloom ui
+
+bench: setup sample-data
+	$(PY) -m benchmarks
+
+clean-runs:
+	rm -rf runs

@@ -1,0 +1,97 @@
+"""Per-pixel compositing of several scenes: the most recent clear observation wins."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import xarray as xr
+from odc.geo.geobox import GeoBox
+
+from geoloom.platform.bands import SCL_UNCLEAR
+from geoloom.platform.catalog import Scene
+from geoloom.platform.errors import BandError
+
+ReadFn = Callable[[Scene, str, GeoBox], np.ndarray]
+
+
+def composite_tile(
+    scenes: list[Scene] | tuple[Scene, ...],
+    bands: tuple[str, ...],
+    geobox: GeoBox,
+    read: ReadFn,
+) -> tuple[xr.Dataset, dict[str, int]]:
+    """Composite ``bands`` of ``scenes`` (most recent first) onto ``geobox``.
+
+    Per pixel: the most recent observation that is not cloud, cloud shadow or nodata by
+    SCL; where no scene is clear, the least cloudy scene with data. Returns the dataset
+    (float32 variables, NaN = no data, plus ``scene_index`` int16, -1 = none) and the
+    number of pixels each scene contributed.
+    """
+    h, w = geobox.shape.yx
+    pick = np.full((h, w), -1, dtype=np.int16)
+    values = {b: np.full((h, w), np.nan, dtype=np.float32) for b in bands}
+    used: dict[str, int] = {}
+    fallback_candidates: list[int] = []
+
+    def take(i: int, where: np.ndarray) -> None:
+        scene = scenes[i]
+        for b in bands:
+            arr = read(scene, b, geobox)
+            values[b][where] = arr[where]
+        pick[where] = i
+        used[scene.id] = used.get(scene.id, 0) + int(where.sum())
+
+    for i, scene in enumerate(scenes):
+        missing = [b for b in bands if b not in scene.assets]
+        if missing:
+            raise BandError(
+                f"scene {scene.id} lacks band(s) {', '.join(missing)} the model needs; "
+                "pick another model or a catalog with those bands"
+            )
+        if "scl" in scene.assets:
+            scl = read(scene, "scl", geobox)
+            valid = np.isfinite(scl) & (scl != 0)
+            clear = valid & ~np.isin(scl, list(SCL_UNCLEAR))
+        else:
+            first = read(scene, bands[0], geobox)
+            valid = np.isfinite(first)
+            clear = valid
+        new = clear & (pick < 0)
+        if new.any():
+            take(i, new)
+        if (valid & ~clear).any():
+            fallback_candidates.append(i)
+        if (pick >= 0).all():
+            break
+
+    if (pick < 0).any() and fallback_candidates:
+        order = sorted(fallback_candidates, key=lambda i: (scenes[i].cloud_cover if scenes[i].cloud_cover is not None else 100.0, i))
+        for i in order:
+            first = read(scenes[i], bands[0], geobox)
+            new = np.isfinite(first) & (pick < 0)
+            if new.any():
+                take(i, new)
+            if (pick >= 0).all():
+                break
+
+    # a pixel counts only when every band has data there
+    complete = np.logical_and.reduce([np.isfinite(v) for v in values.values()])
+    for b in bands:
+        values[b][~complete] = np.nan
+    pick[~complete] = -1
+    ds = xr.Dataset(
+        {b: (("y", "x"), values[b]) for b in bands} | {"scene_index": (("y", "x"), pick)},
+        coords=geobox_coords(geobox),
+    )
+    return ds, used
+
+
+def geobox_coords(geobox: GeoBox) -> dict[str, np.ndarray]:
+    """Pixel-centre x and y coordinates of a geobox."""
+    t = geobox.transform
+    h, w = geobox.shape.yx
+    return {
+        "y": t.f + t.e * (np.arange(h) + 0.5),
+        "x": t.c + t.a * (np.arange(w) + 0.5),
+    }

@@ -1,0 +1,76 @@
+"""The tile ledger: one JSON line per tile outcome, append-only, so an interrupted run can resume."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Literal
+
+TileState = Literal["pending", "running", "done", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class TileRecord:
+    """What happened to one tile: its state, attempts, timings and error."""
+
+    key: str
+    row: int
+    col: int
+    state: TileState
+    attempts: int = 1
+    seconds: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    worker: str | None = None
+    detections: int = 0
+    scenes: tuple[str, ...] = ()
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["scenes"] = list(self.scenes)
+        return json.dumps(d, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TileRecord:
+        d = dict(d)
+        d["scenes"] = tuple(d.get("scenes") or ())
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+class Ledger:
+    """Append-only JSON-lines ledger in the run folder; the last line of a tile wins."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def append(self, record: TileRecord) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(record.to_json() + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def records(self) -> dict[str, TileRecord]:
+        """The latest record of every tile (a torn last line from a crash is ignored)."""
+        out: dict[str, TileRecord] = {}
+        if not self.path.exists():
+            return out
+        with open(self.path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    rec = TileRecord.from_dict(json.loads(line))
+                except (json.JSONDecodeError, TypeError):
+                    continue
+                out[rec.key] = rec
+        return out
+
+    def done_keys(self) -> set[str]:
+        return {k for k, r in self.records().items() if r.state == "done"}
+
+    def counts(self, keys: Iterable[str]) -> dict[str, int]:
+        recs = self.records()
+        counts = {"pending": 0, "done": 0, "failed": 0}
+        for k in keys:
+            state = recs[k].state if k in recs else "pending"
+            counts[state if state in counts else "pending"] += 1
+        return counts

@@ -1,0 +1,118 @@
+"""The model registry: built-ins, the ``geoloom.models`` entry-point group, and model folders."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import importlib
+import json
+import warnings
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Callable
+
+from geoloom.platform.errors import ModelError
+from geoloom.platform.models.base import Model
+from geoloom.platform.models.card import ModelCard, validate_card
+
+ENTRY_POINT_GROUP = "geoloom.models"
+
+#: name -> "module:attribute" of a model class (or factory) taking ``threshold=``.
+BUILTINS: dict[str, str] = {
+    "fdi": "geoloom.platform.models.indices:FDIModel",
+    "water": "geoloom.platform.models.indices:WaterModel",
+    "vegetation": "geoloom.platform.models.indices:VegetationModel",
+}
+
+
+def _load_ref(ref: str) -> Callable[..., Model]:
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+@functools.lru_cache(maxsize=1)
+def _factories() -> dict[str, Callable[..., Model]]:
+    """Every installed model factory by name (built-ins win over plug-ins of the same name)."""
+    found: dict[str, Callable[..., Model]] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            found[ep.name] = ep.load()
+        except Exception as exc:  # a broken plug-in must not break the tool
+            warnings.warn(f"model plug-in {ep.name!r} ({ep.value}) failed to load: {exc}", stacklevel=2)
+    for name, ref in BUILTINS.items():
+        found[name] = functools.partial(_lazy_builtin, ref)
+    return found
+
+
+def _lazy_builtin(ref: str, **params: Any) -> Model:
+    return _load_ref(ref)(**params)
+
+
+def refresh() -> None:
+    """Forget the cached list of models (after installing a plug-in)."""
+    _factories.cache_clear()
+
+
+def model_names() -> list[str]:
+    return sorted(_factories())
+
+
+def is_model_folder(value: str | Path) -> bool:
+    p = Path(value)
+    return p.is_dir() and any((p / n).exists() for n in ("card.yaml", "card.yml", "card.json"))
+
+
+def get_model(name_or_path: str | Path, **params: Any) -> Model:
+    """A ready model by registry name or model folder path; unknown names list what is installed."""
+    if isinstance(name_or_path, Path) or is_model_folder(name_or_path) or "/" in str(name_or_path):
+        from geoloom.platform.models.folder import load_model_folder
+
+        return load_model_folder(Path(name_or_path), **params)
+    factories = _factories()
+    name = str(name_or_path).strip()
+    if name not in factories:
+        close = difflib.get_close_matches(name, factories, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ModelError(
+            f"unknown model {name!r}{hint}; installed models: {', '.join(sorted(factories))} "
+            "(or give the path of a model folder)"
+        )
+    model = factories[name](**params)
+    card = getattr(model, "card", None)
+    if not isinstance(card, ModelCard):
+        raise ModelError(f"model plug-in {name!r} has no valid card; fix the plug-in package")
+    validate_card(card)
+    return model
+
+
+def get_card(name_or_path: str | Path) -> ModelCard:
+    return get_model(name_or_path).card
+
+
+def list_cards() -> list[ModelCard]:
+    """Cards of all installed models; a plug-in that fails to build is skipped with a warning."""
+    cards = []
+    for name in model_names():
+        try:
+            cards.append(get_card(name))
+        except Exception as exc:
+            warnings.warn(f"model {name!r} is unavailable: {exc}", stacklevel=2)
+    return cards
+
+
+def card_text(card: ModelCard) -> str:
+    """The card as readable text for ``geoloom models show``."""
+    lines = [f"{card.name}: {card.title}", "", card.description, ""]
+    lines.append(f"imagery:      {card.imagery}, bands {', '.join(card.bands)}")
+    lines.append(f"resolution:   {card.resolution:g} m, tile {card.tile_size} px, halo {card.halo} px")
+    lines.append(f"outputs:      " + "; ".join(f"{o.name} ({o.kind}, {o.dtype})" for o in card.outputs))
+    if card.threshold is not None:
+        lines.append(f"threshold:    {card.threshold:g} on {card.score or card.primary}")
+    lines.append(f"device:       GPU {card.gpu}")
+    if card.weights:
+        lines.append(f"weights:      {card.weights} (sha256 {card.sha256})")
+    if card.metrics:
+        lines.append("scores:       " + json.dumps(card.metrics, sort_keys=True))
+    if card.training:
+        lines.append("training:     " + json.dumps(card.training, sort_keys=True))
+    return "\n".join(lines)

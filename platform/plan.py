@@ -1,0 +1,214 @@
+"""Tile plans: the output grid of a region, cut into tiles whose cores are whole output chunks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from affine import Affine
+from odc.geo.crs import CRS
+from odc.geo.geobox import GeoBox, GeoboxTiles
+from odc.geo.geom import Geometry
+from shapely.geometry.base import BaseGeometry
+
+from geoloom.platform.bands import band_info
+from geoloom.platform.catalog import Scene
+from geoloom.platform.errors import PlanError
+from geoloom.platform.region import Region
+
+DEFAULT_TILE_SIZE = 512
+MAX_TILES = 2_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class TileTask:
+    """One tile: its core in the output grid and the grid it is read on (core + halo)."""
+
+    row: int
+    col: int
+    key: str
+    core_yx: tuple[int, int, int, int]  # y0, y1, x0, x1 in the output grid
+    halo: int
+    crs: str
+    read_transform: tuple[float, ...]
+    read_shape_yx: tuple[int, int]
+    scene_ids: tuple[str, ...]
+
+    @property
+    def read_geobox(self) -> GeoBox:
+        return GeoBox(self.read_shape_yx, Affine(*self.read_transform[:6]), self.crs)
+
+    @property
+    def core_shape_yx(self) -> tuple[int, int]:
+        y0, y1, x0, x1 = self.core_yx
+        return (y1 - y0, x1 - x0)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The whole job before any pixel is read: grid, tiles, scenes and bands."""
+
+    region: Region
+    crs: str
+    resolution: float
+    transform: tuple[float, ...]
+    shape_yx: tuple[int, int]
+    tile_size: int
+    halo: int
+    bands: tuple[str, ...]
+    scenes: tuple[Scene, ...] = field(repr=False)
+    tiles: tuple[TileTask, ...] = field(repr=False)
+
+    @property
+    def geobox(self) -> GeoBox:
+        return GeoBox(self.shape_yx, Affine(*self.transform[:6]), self.crs)
+
+    @property
+    def scene_by_id(self) -> dict[str, Scene]:
+        return {s.id: s for s in self.scenes}
+
+    @property
+    def token(self) -> str:
+        """A short hash of what defines the output (grid, tiles, scenes, bands)."""
+        return plan_token(self.crs, self.transform, self.shape_yx, self.tile_size, self.halo,
+                          self.bands, [s.id for s in self.scenes])
+
+    def summary(self, *, mpx_per_s: float | None = None) -> dict[str, Any]:
+        """What the run will do: tiles, pixels, bytes to read, scenes, and a time estimate."""
+        read_px = sum(t.read_shape_yx[0] * t.read_shape_yx[1] for t in self.tiles)
+        core_px = sum(t.core_shape_yx[0] * t.core_shape_yx[1] for t in self.tiles)
+        bytes_read = 0
+        for t in self.tiles:
+            px_m2 = t.read_shape_yx[0] * t.read_shape_yx[1] * self.resolution**2
+            for sid in t.scene_ids:
+                for b in self.bands:
+                    info = band_info(b)
+                    native = info.resolution_m if info else self.resolution
+                    bytes_read += int(px_m2 / native**2 * 2)
+        out: dict[str, Any] = {
+            "region": self.region.name,
+            "area_km2": round(self.region.area_km2, 3),
+            "crs": self.crs,
+            "resolution_m": self.resolution,
+            "grid_shape_yx": list(self.shape_yx),
+            "tile_size": self.tile_size,
+            "halo": self.halo,
+            "tiles": len(self.tiles),
+            "pixels": core_px,
+            "pixels_read": read_px,
+            "bytes_to_read": bytes_read,
+            "scenes": [s.id for s in self.scenes],
+            "bands": list(self.bands),
+        }
+        if mpx_per_s:
+            out["estimated_seconds"] = round(read_px / 1e6 / mpx_per_s + 0.05 * len(self.tiles), 1)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "crs": self.crs,
+            "resolution": self.resolution,
+            "transform": list(self.transform),
+            "shape_yx": list(self.shape_yx),
+            "tile_size": self.tile_size,
+            "halo": self.halo,
+            "bands": list(self.bands),
+            "token": self.token,
+            "tiles": [t.key for t in self.tiles],
+        }
+
+
+def plan_token(*parts: Any) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:10]
+
+
+def utm_crs_for(region: Region) -> str:
+    """The UTM zone CRS of the region's centroid (antimeridian-aware)."""
+    geom: BaseGeometry = region.geometry
+    if region.crosses_antimeridian():
+        parts = getattr(geom, "geoms", [geom])
+        lon = sum(((p.centroid.x + 360) % 360) * p.area for p in parts) / sum(p.area for p in parts)
+        lon = lon - 360 if lon > 180 else lon
+        lat = geom.centroid.y
+    else:
+        lon, lat = region.centroid_lonlat
+    return str(CRS.utm(lon, lat))
+
+
+def output_geobox(region: Region, *, crs: str | None, resolution: float) -> GeoBox:
+    """The output grid: the region's bounds in ``crs`` snapped to multiples of the resolution."""
+    if not (resolution and math.isfinite(resolution) and resolution > 0):
+        raise PlanError(f"resolution {resolution!r} must be a positive number of metres (e.g. 10)")
+    try:
+        target = CRS(crs) if crs else CRS(utm_crs_for(region))
+    except Exception:
+        raise PlanError(f"unknown CRS {crs!r}; give an EPSG code such as EPSG:32631") from None
+    if target.geographic:
+        raise PlanError(f"CRS {crs} is geographic (degrees); give a projected CRS in metres, e.g. a UTM zone")
+    geom = Geometry(region.geometry, "epsg:4326").to_crs(target)
+    return GeoBox.from_bbox(geom.boundingbox, target, resolution=resolution, anchor="edge")
+
+
+def plan_tiles(
+    region: Region,
+    scenes: list[Scene] | tuple[Scene, ...],
+    *,
+    bands: tuple[str, ...] | list[str],
+    resolution: float,
+    halo: int,
+    tile_size: int = DEFAULT_TILE_SIZE,
+    crs: str | None = None,
+) -> Plan:
+    """Cut the region's output grid into tiles (cores = whole chunks) and name each tile's scenes."""
+    if not isinstance(tile_size, int) or tile_size < 16 or tile_size > 8192:
+        raise PlanError(f"tile size {tile_size!r} must be an integer between 16 and 8192 pixels (e.g. 512)")
+    if halo < 0 or halo >= tile_size:
+        raise PlanError(f"halo {halo} must be at least 0 and smaller than the tile size {tile_size}; raise --tile-size")
+    gbox = output_geobox(region, crs=crs, resolution=resolution)
+    tiles_grid = GeoboxTiles(gbox, (tile_size, tile_size))
+    ny, nx = tiles_grid.shape.yx
+    if ny * nx > MAX_TILES:
+        raise PlanError(f"the region needs {ny * nx} tiles (limit {MAX_TILES}); use a larger --tile-size or a smaller region")
+    region_geom = Geometry(region.geometry, "epsg:4326").to_crs(gbox.crs)
+    footprints = [(s, Geometry(s.footprint, "epsg:4326").to_crs(gbox.crs)) for s in scenes]
+    token = plan_token(str(gbox.crs), tuple(gbox.transform)[:6], gbox.shape.yx, tile_size, halo, list(bands))
+    tasks = []
+    for row, col in sorted(tiles_grid.tiles(region_geom)):
+        ys, xs = tiles_grid.roi[row, col]
+        core = gbox[ys, xs]
+        if not core.extent.intersects(region_geom):
+            continue
+        read = core.pad(halo) if halo else core
+        covering = tuple(s.id for s, fp in footprints if fp.intersects(read.extent))
+        tasks.append(
+            TileTask(
+                row=row,
+                col=col,
+                key=f"tile-{row}-{col}-{token}",
+                core_yx=(ys.start, ys.stop, xs.start, xs.stop),
+                halo=halo,
+                crs=str(gbox.crs),
+                read_transform=tuple(read.transform)[:6],
+                read_shape_yx=tuple(read.shape.yx),
+                scene_ids=covering,
+            )
+        )
+    if not tasks:
+        raise PlanError(f"the region {region.name} covers no output tile; check the region and resolution")
+    used = {sid for t in tasks for sid in t.scene_ids}
+    return Plan(
+        region=region,
+        crs=str(gbox.crs),
+        resolution=float(resolution),
+        transform=tuple(gbox.transform)[:6],
+        shape_yx=tuple(gbox.shape.yx),
+        tile_size=tile_size,
+        halo=halo,
+        bands=tuple(bands),
+        scenes=tuple(s for s in scenes if s.id in used),
+        tiles=tuple(tasks),
+    )

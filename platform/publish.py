@@ -1,0 +1,148 @@
+"""Publishing a run: COGs from the Zarr store, vector files, a quicklook PNG and the STAC manifest."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pystac
+import rasterio
+from affine import Affine
+from PIL import Image
+from rasterio.windows import Window
+from rio_cogeo.cogeo import cog_translate
+from rio_cogeo.profiles import cog_profiles
+
+from geoloom.platform.models.card import OutputSpec
+from geoloom.platform.mosaic import open_store
+from geoloom.platform.plan import Plan
+
+
+def write_cog(store: str | Path, spec: OutputSpec, plan: Plan, dst: str | Path) -> Path:
+    """Copy one layer of the store into a Cloud-Optimized GeoTIFF, chunk by chunk (flat memory)."""
+    ds = open_store(store)
+    arr = ds[spec.name]
+    h, w = plan.shape_yx
+    t = plan.tile_size
+    nodata = spec.fill_value
+    dst = Path(dst)
+    with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
+        tmp_tif = Path(tmp) / "stage.tif"
+        profile = dict(
+            driver="GTiff", width=w, height=h, count=1, dtype=spec.dtype, crs=plan.crs,
+            transform=Affine(*plan.transform), nodata=nodata, tiled=True, blockxsize=256, blockysize=256,
+            compress="deflate", BIGTIFF="IF_SAFER",
+        )
+        with rasterio.open(tmp_tif, "w", **profile) as out:
+            out.update_tags(1, name=spec.name, kind=spec.kind)
+            for y0 in range(0, h, t):
+                for x0 in range(0, w, t):
+                    block = arr[y0 : y0 + t, x0 : x0 + t].values
+                    out.write(block, 1, window=Window(x0, y0, block.shape[1], block.shape[0]))
+        cog = cog_profiles.get("deflate")
+        cog.update(blockxsize=512, blockysize=512, predictor=3 if spec.dtype.startswith("float") else 2)
+        part = dst.with_suffix(".tif.part")
+        cog_translate(
+            str(tmp_tif), str(part), cog, nodata=nodata, overview_resampling="average" if spec.kind in ("probability", "index") else "nearest",
+            quiet=True, use_cog_driver=True, in_memory=False,
+        )
+        os.replace(part, dst)
+    return dst
+
+
+def write_detections(gdf: gpd.GeoDataFrame, folder: str | Path) -> tuple[Path, Path]:
+    """GeoParquet and GeoJSON (EPSG:4326) of the merged detections."""
+    folder = Path(folder)
+    pq, gj = folder / "detections.parquet", folder / "detections.geojson"
+    gdf.to_parquet(pq.with_suffix(".part"), index=False)
+    os.replace(pq.with_suffix(".part"), pq)
+    text = gdf.to_json(drop_id=True) if len(gdf) else json.dumps({"type": "FeatureCollection", "features": []})
+    gj.with_suffix(".part").write_text(text)
+    os.replace(gj.with_suffix(".part"), gj)
+    return pq, gj
+
+
+#: 5-stop colour ramps (viridis-like for scores, blue-white-green for indices).
+_RAMP = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float32)
+
+
+def colorize(values: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
+    """RGBA uint8 of a float array on the ramp; NaN is transparent."""
+    v = np.clip((values - vmin) / max(vmax - vmin, 1e-9), 0, 1)
+    pos = np.nan_to_num(v, nan=0.0) * (len(_RAMP) - 1)
+    i = np.minimum(pos.astype(int), len(_RAMP) - 2)
+    f = (pos - i)[..., None]
+    rgb = _RAMP[i] * (1 - f) + _RAMP[i + 1] * f
+    alpha = np.where(np.isfinite(values), 255, 0)[..., None]
+    return np.concatenate([rgb, alpha], axis=-1).astype(np.uint8)
+
+
+def display_range(spec: OutputSpec, values: np.ndarray) -> tuple[float, float]:
+    if spec.kind == "probability" or spec.kind == "mask":
+        return 0.0, 1.0
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(finite, [2, 98])
+    return float(lo), float(hi if hi > lo else lo + 1e-6)
+
+
+def write_quicklook(store: str | Path, spec: OutputSpec, dst: str | Path, *, max_size: int = 1024) -> Path:
+    """A small PNG of the primary layer (decimated reads, so memory stays small)."""
+    ds = open_store(store)
+    arr = ds[spec.name]
+    step = max(1, int(np.ceil(max(arr.shape) / max_size)))
+    values = np.asarray(arr[::step, ::step].values, dtype=np.float32)
+    if not spec.dtype.startswith("float") and spec.nodata is not None:
+        values[values == spec.nodata] = np.nan
+    vmin, vmax = display_range(spec, values)
+    Image.fromarray(colorize(values, vmin, vmax), "RGBA").save(dst, optimize=False)
+    return Path(dst)
+
+
+def build_manifest(
+    *,
+    run_id: str,
+    plan: Plan,
+    model_card: dict[str, Any],
+    parameters: dict[str, Any],
+    assets: dict[str, tuple[str, str, list[str]]],
+    tiles: dict[str, int],
+    timings: dict[str, Any],
+    version: str,
+) -> pystac.Item:
+    """The run as a STAC Item: region, dates, scenes, model + weights hash, code version, grid, timings."""
+    times = sorted(s.datetime for s in plan.scenes)
+    item = pystac.Item(
+        id=run_id,
+        geometry=plan.region.geometry.__geo_interface__,
+        bbox=list(plan.region.bbox_lonlat),
+        datetime=None,
+        start_datetime=pystac.utils.str_to_datetime(times[0]) if times else None,
+        end_datetime=pystac.utils.str_to_datetime(times[-1]) if times else None,
+        properties={
+            "geoloom:region": {"name": plan.region.name, "source": plan.region.source, "area_km2": round(plan.region.area_km2, 4)},
+            "geoloom:model": {k: model_card.get(k) for k in ("name", "title", "version", "sha256", "threshold", "bands", "halo", "resolution")},
+            "geoloom:version": version,
+            "geoloom:parameters": parameters,
+            "geoloom:scenes": [{"id": s.id, "datetime": s.datetime, "cloud_cover": s.cloud_cover, "collection": s.collection} for s in plan.scenes],
+            "geoloom:tiles": tiles,
+            "geoloom:timings": timings,
+            "proj:code": plan.crs,
+            "proj:transform": list(plan.transform),
+            "proj:shape": list(plan.shape_yx),
+            "geoloom:tile_size": plan.tile_size,
+            "geoloom:halo": plan.halo,
+        },
+        stac_extensions=["https://stac-extensions.github.io/projection/v2.0.0/schema.json"],
+    )
+    for key, (href, media, roles) in assets.items():
+        item.add_asset(key, pystac.Asset(href=href, media_type=media, roles=roles))
+    for s in plan.scenes:
+        item.add_link(pystac.Link("derived_from", target=f"scene:{s.id}", extra_fields={"title": s.id}))
+    return item

@@ -1,0 +1,460 @@
+"""Regions: where a run looks, normalised once to valid EPSG:4326 (multi)polygons.
+
+Every front door (CLI ``--bbox/--geojson/--preset/--place``, the Python API, the map
+in the UI) goes through :func:`as_region`; everything downstream takes a :class:`Region`.
+
+>>> r = Region.from_bbox((170, -10, -170, 10))
+>>> r.crosses_antimeridian(), r.geometry.geom_type, r.bbox_lonlat
+(True, 'MultiPolygon', (170.0, -10.0, -170.0, 10.0))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import re
+import sys
+import unicodedata
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import shapely
+from pyproj import Geod
+from shapely.affinity import translate
+from shapely.geometry import MultiPolygon, Polygon, box, shape
+from shapely.geometry.base import BaseGeometry
+from shapely.geometry.polygon import orient
+from shapely.validation import explain_validity
+
+from geoloom.platform.errors import RegionError
+
+__all__ = [
+    "DEFAULT_MAX_AREA_KM2",
+    "Region",
+    "as_region",
+    "gazetteer_path",
+    "list_places",
+    "list_presets",
+    "presets_dir",
+]
+
+DEFAULT_MAX_AREA_KM2: float = 50_000
+"""Largest region :func:`as_region` accepts unless told otherwise (``--max-area``)."""
+
+_GEOD = Geod(ellps="WGS84")
+_BBOX_HINT = "give --bbox W S E N in degrees (EPSG:4326)"
+_CRS_HINT = "GeoJSON must be in EPSG:4326 longitude/latitude degrees (RFC 7946); reproject it first (e.g. ogr2ogr -t_srs EPSG:4326)"
+_POLYGON_TYPES = ("Polygon", "MultiPolygon")
+
+
+def presets_dir() -> Path:
+    """Folder of the preset regions (``<name>.geojson``)."""
+    return Path(__file__).resolve().parents[1] / "sample_data" / "presets"
+
+
+def gazetteer_path() -> Path:
+    """The small offline gazetteer of coastal places (a JSON list)."""
+    return Path(__file__).resolve().parents[1] / "sample_data" / "gazetteer.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    """An area of interest: a valid, oriented EPSG:4326 (multi)polygon, split at the antimeridian."""
+
+    geometry: Polygon | MultiPolygon
+    name: str = "region"
+    source: str = "bbox"  # "bbox" | "geojson" | "preset" | "place" | "geometry" | "drawn"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.geometry, Polygon | MultiPolygon):
+            raise RegionError(
+                f"a Region needs a Polygon or MultiPolygon, got {type(self.geometry).__name__}; "
+                "build it with Region.from_bbox/from_geojson or as_region()"
+            )
+
+    # -- constructors -------------------------------------------------------------------
+
+    @classmethod
+    def from_bbox(cls, bbox_lonlat: Sequence[float], *, name: str = "bbox") -> Region:
+        """A box from ``(W, S, E, N)`` degrees; ``W > E`` crosses the antimeridian and is split."""
+        w, s, e, n = _check_bbox(bbox_lonlat)
+        if w < e:
+            geom: Polygon | MultiPolygon = orient(box(w, s, e, n), sign=1.0)
+        else:
+            geom = _as_polygonal(MultiPolygon([box(w, s, 180.0, n), box(-180.0, s, e, n)]))
+        return cls(geom, name=name, source="bbox")
+
+    @classmethod
+    def from_geojson(cls, obj: dict | str | Path, *, name: str | None = None) -> Region:
+        """A region from GeoJSON: a dict, JSON text, a file path, or ``"-"`` for stdin."""
+        data, default_name = _load_geojson(obj)
+        geom = _polygons_from_geojson(data)
+        return cls(geom, name=name or _geojson_name(data) or default_name, source="geojson")
+
+    @classmethod
+    def from_geometry(
+        cls, geom: BaseGeometry, *, name: str = "geometry", source: str = "geometry"
+    ) -> Region:
+        """A region from a shapely (multi)polygon in lon/lat (``source="drawn"`` for the map)."""
+        if not isinstance(geom, BaseGeometry):
+            raise RegionError(f"expected a shapely geometry, got {type(geom).__name__}; pass a shapely Polygon or MultiPolygon in lon/lat")
+        return cls(_normalise(geom, what="geometry"), name=name, source=source)
+
+    @classmethod
+    def from_preset(cls, name: str) -> Region:
+        """A named preset region from :func:`presets_dir`."""
+        path = _preset_path(name)
+        if path is None:
+            available = ", ".join(list_presets()) or "none installed"
+            raise RegionError(
+                f"unknown preset {name!r}; use one of: {available} (or give --bbox W S E N / --geojson FILE)"
+            )
+        region = cls.from_geojson(path)
+        return dataclasses.replace(region, name=path.stem, source="preset")
+
+    @classmethod
+    def from_place(cls, name: str) -> Region:
+        """A place from the offline gazetteer or a preset name, matched case-insensitively."""
+        key = _key(name)
+        for entry in _gazetteer():
+            full = entry["name"]
+            short = re.split(r"[,(]", full)[0]
+            if key in {_key(full), _key(short), _key(f"{full}, {entry.get('country', '')}")}:
+                region = cls.from_bbox(entry["bbox"], name=entry["name"])
+                return dataclasses.replace(region, source="place")
+        if _preset_path(name) is not None:
+            return cls.from_preset(name)
+        names = [e["name"] for e in _gazetteer()] + list_presets()
+        by_key = {_key(n): n for n in names}
+        close = [by_key[k] for k in difflib.get_close_matches(key, list(by_key), n=3, cutoff=0.6)]
+        hint = f"did you mean: {', '.join(close)}? " if close else ""
+        raise RegionError(
+            f"unknown place {name!r}; {hint}list_places() shows the {len(names)} known places and presets, "
+            "or give --bbox W S E N instead"
+        )
+
+    # -- views --------------------------------------------------------------------------
+
+    @property
+    def bbox_lonlat(self) -> tuple[float, float, float, float]:
+        """``(W, S, E, N)``; ``W > E`` when the region crosses the antimeridian (RFC 7946 5.2)."""
+        if self.crosses_antimeridian():
+            w, s, e, n = _shift_east(self.geometry).bounds
+            return (w, s, e - 360.0 if e > 180.0 else e, n)
+        return tuple(float(v) for v in self.geometry.bounds)  # type: ignore[return-value]
+
+    @property
+    def area_km2(self) -> float:
+        """Geodesic area on the WGS84 ellipsoid, in km²."""
+        area, _ = _GEOD.geometry_area_perimeter(self.geometry)
+        return abs(area) / 1e6
+
+    @property
+    def centroid_lonlat(self) -> tuple[float, float]:
+        """Planar centroid in lon/lat, taken across the antimeridian when the region crosses it."""
+        geom = _shift_east(self.geometry) if self.crosses_antimeridian() else self.geometry
+        c = geom.centroid
+        lon = c.x - 360.0 if c.x > 180.0 else c.x
+        return (float(lon) + 0.0, float(c.y) + 0.0)
+
+    def crosses_antimeridian(self) -> bool:
+        """True when the region has parts on both sides of the 180° meridian."""
+        if not isinstance(self.geometry, MultiPolygon):
+            return False
+        parts = list(self.geometry.geoms)
+        return any(p.bounds[2] >= 180.0 for p in parts) and any(p.bounds[0] <= -180.0 for p in parts)
+
+    def to_geojson(self) -> dict[str, Any]:
+        """A GeoJSON Feature with ``name``, ``source`` and ``area_km2`` properties."""
+        return {
+            "type": "Feature",
+            "bbox": list(self.bbox_lonlat),
+            "geometry": json.loads(shapely.to_geojson(self.geometry)),
+            "properties": {"name": self.name, "source": self.source, "area_km2": round(self.area_km2, 3)},
+        }
+
+
+# -- the normaliser -----------------------------------------------------------------------
+
+
+def as_region(value: Any, *, max_area_km2: float | None = DEFAULT_MAX_AREA_KM2) -> Region:
+    """The one normaliser: Region | (W,S,E,N) | GeoJSON dict | shapely geometry | path | preset | place -> Region."""
+    region = _to_region(value)
+    if max_area_km2 is not None and region.area_km2 > max_area_km2:
+        raise RegionError(
+            f"region {region.name!r} covers {region.area_km2:,.0f} km², more than the limit of "
+            f"{max_area_km2:,.0f} km²; split it into smaller regions or pass a larger max_area_km2= (--max-area in the CLI)"
+        )
+    return region
+
+
+def _to_region(value: Any) -> Region:
+    if isinstance(value, Region):
+        return value
+    if isinstance(value, BaseGeometry):
+        return Region.from_geometry(value)
+    if isinstance(value, dict):
+        return Region.from_geojson(value)
+    if isinstance(value, Path):
+        return Region.from_geojson(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text == "-" or text.startswith("{"):
+            return Region.from_geojson(text)
+        if re.fullmatch(r"[-+0-9.eE]+([\s,]+[-+0-9.eE]+){3}", text):
+            return Region.from_bbox(re.split(r"[\s,]+", text))
+        if text.lower().endswith((".geojson", ".json")) or Path(text).is_file():
+            return Region.from_geojson(Path(text))
+        if _preset_path(text) is not None:
+            return Region.from_preset(text)
+        return Region.from_place(text)
+    if isinstance(value, Sequence) or hasattr(value, "__array__"):
+        return Region.from_bbox(list(value))
+    raise RegionError(
+        f"cannot use a {type(value).__name__} as a region; give a bbox (W, S, E, N), GeoJSON, "
+        "a shapely polygon, a preset name or a place name"
+    )
+
+
+# -- listing ------------------------------------------------------------------------------
+
+
+def list_presets() -> list[str]:
+    """Names of the installed preset regions, sorted."""
+    folder = presets_dir()
+    return sorted(p.stem for p in folder.glob("*.geojson")) if folder.is_dir() else []
+
+
+def list_places() -> list[dict[str, Any]]:
+    """Gazetteer places and presets as ``{"name", "kind", "country", "bbox"}`` dicts."""
+    places = [
+        {"name": e["name"], "kind": e["kind"], "country": e.get("country", ""), "bbox": list(e["bbox"])}
+        for e in _gazetteer()
+    ]
+    for preset in list_presets():
+        bbox = Region.from_preset(preset).bbox_lonlat
+        places.append({"name": preset, "kind": "preset", "country": "", "bbox": list(bbox)})
+    return places
+
+
+def _gazetteer() -> list[dict[str, Any]]:
+    path = gazetteer_path()
+    if not path.is_file():
+        return []
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _preset_path(name: str) -> Path | None:
+    folder = presets_dir()
+    if not folder.is_dir() or not name or any(c in name for c in "/\\"):
+        return None
+    key = _key(name)
+    for path in folder.glob("*.geojson"):
+        if _key(path.stem) == key:
+            return path
+    return None
+
+
+def _key(name: str) -> str:
+    """Case-, accent- and spacing-insensitive form of a name."""
+    text = unicodedata.normalize("NFKD", str(name).casefold())
+    return " ".join("".join(c for c in text if not unicodedata.combining(c)).split())
+
+
+# -- validation ---------------------------------------------------------------------------
+
+
+def _check_bbox(values: Sequence[float]) -> tuple[float, float, float, float]:
+    try:
+        vals = list(values)
+    except TypeError:
+        raise RegionError(f"bbox must be 4 numbers W S E N, got {values!r}; {_BBOX_HINT}") from None
+    if len(vals) != 4:
+        raise RegionError(f"bbox needs 4 numbers W S E N, got {len(vals)}; {_BBOX_HINT}")
+    out: list[float] = []
+    for label, v in zip(("west", "south", "east", "north"), vals):
+        try:
+            if isinstance(v, bool):
+                raise TypeError
+            f = float(v)
+        except (TypeError, ValueError):
+            raise RegionError(f"bbox {label} ({v!r}) is not a number; {_BBOX_HINT}") from None
+        if not math.isfinite(f):
+            raise RegionError(f"bbox {label} is {f}; {_BBOX_HINT}")
+        out.append(f)
+    w, s, e, n = out
+    for label, v, lim in (("west", w, 180), ("east", e, 180), ("south", s, 90), ("north", n, 90)):
+        if abs(v) > lim:
+            looks = " (it looks like projected metres)" if abs(v) > 360 else ""
+            raise RegionError(f"bbox {label} ({v}) must be within -{lim}..{lim}{looks}; {_BBOX_HINT}")
+    if s >= n:
+        raise RegionError(f"bbox south ({s}) must be less than north ({n}); {_BBOX_HINT} (west, south, east, north)")
+    if w == e:
+        raise RegionError(f"bbox has zero width (west == east == {w}); give a west and an east that differ")
+    return w, s, e, n
+
+
+def _load_geojson(obj: dict | str | Path) -> tuple[dict, str]:
+    """The parsed GeoJSON and a fallback name."""
+    if isinstance(obj, dict):
+        return obj, "geojson"
+    if isinstance(obj, str) and obj.strip() == "-":
+        return _parse_json(sys.stdin.read(), "GeoJSON from stdin"), "geojson"
+    if isinstance(obj, str) and obj.lstrip().startswith("{"):
+        return _parse_json(obj, "GeoJSON text"), "geojson"
+    if not isinstance(obj, str | Path):
+        raise RegionError(f"cannot read GeoJSON from a {type(obj).__name__}; pass a dict, JSON text or a file path")
+    path = Path(obj).expanduser()
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise RegionError(f"GeoJSON file {str(path)!r} {what}; check the path (or use --bbox W S E N)")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RegionError(f"cannot read GeoJSON file {str(path)!r} ({exc}); check that it is a readable UTF-8 text file") from None
+    return _parse_json(text, f"GeoJSON file {str(path)!r}"), path.stem
+
+
+def _parse_json(text: str, what: str) -> dict:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RegionError(
+            f"{what} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); fix it or export it again as GeoJSON"
+        ) from None
+    if not isinstance(data, dict):
+        raise RegionError(f"{what} holds a JSON {type(data).__name__}, not a GeoJSON object; give a Polygon, MultiPolygon, Feature or FeatureCollection")
+    return data
+
+
+def _geojson_name(data: dict) -> str | None:
+    props = data.get("properties") if data.get("type") == "Feature" else data
+    name = props.get("name") if isinstance(props, dict) else None
+    return name if isinstance(name, str) and name else None
+
+
+def _polygons_from_geojson(data: dict) -> Polygon | MultiPolygon:
+    _check_crs(data)
+    kind = data.get("type")
+    if kind == "FeatureCollection":
+        features = data.get("features") or []
+        if not features:
+            raise RegionError("the GeoJSON FeatureCollection has no features; add a Polygon feature or use --bbox W S E N")
+        geoms = [f.get("geometry") for f in features if isinstance(f, dict)]
+        polys = [g for g in geoms if isinstance(g, dict) and g.get("type") in _POLYGON_TYPES]
+        if not polys:
+            kinds = sorted({str(g.get("type")) for g in geoms if isinstance(g, dict)}) or ["none"]
+            raise RegionError(
+                f"the GeoJSON FeatureCollection has no Polygon or MultiPolygon features (found {', '.join(kinds)}); "
+                "a region needs a polygon: draw or buffer one, or use --bbox W S E N"
+            )
+        parts = [_polygons_from_geojson(g) for g in polys]
+        merged = shapely.union_all(parts)
+        return _as_polygonal(merged)
+    if kind == "Feature":
+        geom = data.get("geometry")
+        if not isinstance(geom, dict):
+            raise RegionError("the GeoJSON Feature has no geometry; give a Feature with a Polygon or MultiPolygon geometry")
+        return _polygons_from_geojson(geom)
+    if kind not in _POLYGON_TYPES:
+        raise RegionError(
+            f"GeoJSON type {kind!r} is not supported: a region needs a polygon; give a Polygon, MultiPolygon, "
+            "Feature or FeatureCollection of polygons (buffer points or lines into a polygon first)"
+        )
+    try:
+        with warnings.catch_warnings():  # NaN coordinates are reported below, not as a warning
+            warnings.simplefilter("ignore", RuntimeWarning)
+            geom = shape(data)
+    except (KeyError, TypeError, ValueError, IndexError, shapely.errors.ShapelyError) as exc:
+        raise RegionError(f"malformed GeoJSON {kind} ({exc}); each ring must be a closed list of [lon, lat] pairs") from None
+    return _normalise(geom, what=f"GeoJSON {kind}")
+
+
+def _check_crs(data: dict) -> None:
+    crs = data.get("crs")
+    if isinstance(crs, dict):
+        name = str((crs.get("properties") or {}).get("name", ""))
+        if name and not re.search(r"CRS84|4326", name, re.IGNORECASE):
+            raise RegionError(f"GeoJSON declares CRS {name!r}; {_CRS_HINT}")
+
+
+def _normalise(geom: BaseGeometry, *, what: str) -> Polygon | MultiPolygon:
+    """Check a lon/lat (multi)polygon, split it at the antimeridian, orient it."""
+    if geom.geom_type not in _POLYGON_TYPES:
+        raise RegionError(f"a region needs a Polygon or MultiPolygon, got a {geom.geom_type}; buffer points or lines into a polygon first")
+    if geom.is_empty:
+        raise RegionError(f"the {what} is empty; give a polygon with at least three distinct corners")
+    geom = shapely.force_2d(geom)
+    coords = shapely.get_coordinates(geom)
+    if not all(math.isfinite(v) for v in coords.ravel()):
+        raise RegionError(f"the {what} has NaN or infinite coordinates; give finite lon/lat degrees")
+    x, y = coords[:, 0], coords[:, 1]
+    if abs(x).max() > 180 or abs(y).max() > 90:
+        i = int((abs(x) > 180).argmax() if abs(x).max() > 180 else (abs(y) > 90).argmax())
+        raise RegionError(f"the {what} has coordinate ({x[i]:g}, {y[i]:g}) outside lon -180..180 / lat -90..90; {_CRS_HINT}")
+    parts = list(geom.geoms) if isinstance(geom, MultiPolygon) else [geom]
+    out: list[Polygon] = []
+    for part in parts:
+        crossing = _jumps_antimeridian(part)
+        work = _shift_east(part) if crossing else part
+        _check_valid(work, what=what)
+        if crossing:
+            west = work.intersection(box(0.0, -90.0, 180.0, 90.0))
+            east = translate(work.intersection(box(180.0, -90.0, 360.0, 90.0)), xoff=-360.0)
+            out += _polygon_parts(west) + _polygon_parts(east)
+        else:
+            out.append(part)
+    if len(parts) > 1:
+        whole = MultiPolygon(out)
+        if not whole.is_valid:
+            raise RegionError(f"the {what} is not valid ({_where(explain_validity(whole))}): its polygons overlap: merge them or give them as separate features")
+    return _as_polygonal(MultiPolygon(out) if len(out) > 1 else out[0])
+
+
+def _check_valid(poly: Polygon, *, what: str) -> None:
+    if poly.is_valid and poly.area > 0:
+        return
+    if poly.is_valid or shapely.make_valid(poly).area == 0:
+        raise RegionError(f"the {what} has zero area (its corners are repeated or in a line); give a polygon that encloses an area")
+    raise RegionError(
+        f"the {what} is not valid: {_where(explain_validity(poly))}; fix the polygon there (redraw it without "
+        "crossing edges, or run a fix-geometries tool) and try again"
+    )
+
+
+def _where(reason: str) -> str:
+    """``"Self-intersection[1 2]"`` -> ``"self-intersection at lon 1, lat 2"``."""
+    m = re.fullmatch(r"(.+?)\[(\S+) (\S+)\]", reason.strip())
+    return f"{m[1].lower()} at lon {m[2]}, lat {m[3]}" if m else reason
+
+
+def _jumps_antimeridian(poly: Polygon) -> bool:
+    lons = shapely.get_coordinates(poly.exterior)[:, 0]
+    return bool(len(lons) > 1 and (abs(lons[1:] - lons[:-1]) > 180.0).any())
+
+
+def _shift_east(geom: BaseGeometry) -> Any:
+    """The geometry with negative longitudes moved by +360 (0..360 space)."""
+    return shapely.transform(geom, lambda xy: xy + np.where(xy[:, :1] < 0, [[360.0, 0.0]], [[0.0, 0.0]]))
+
+
+def _polygon_parts(geom: BaseGeometry) -> list[Polygon]:
+    if isinstance(geom, Polygon):
+        return [] if geom.is_empty or geom.area == 0 else [geom]
+    if hasattr(geom, "geoms"):
+        return [p for g in geom.geoms for p in _polygon_parts(g)]
+    return []
+
+
+def _as_polygonal(geom: BaseGeometry) -> Polygon | MultiPolygon:
+    polys = _polygon_parts(geom)
+    if not polys:
+        raise RegionError("the region has zero area; give a polygon that encloses an area")
+    oriented = [orient(p, sign=1.0) for p in polys]
+    return oriented[0] if len(oriented) == 1 else MultiPolygon(oriented)

@@ -1,0 +1,204 @@
+"""Executors: one protocol (run a function over items, yield results as they complete), three engines."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Protocol
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of one item: its value, or the exception that its task died of."""
+
+    item: Any
+    value: Any = None
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterInfo:
+    """What a run will use: engine, address, workers, threads and GPUs."""
+
+    engine: str
+    address: str | None = None
+    dashboard: str | None = None
+    workers: int = 1
+    threads: int = 1
+    gpus: int = 0
+    resources: dict[str, float] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        where = f" at {self.address}" if self.address else ""
+        gpu = f", {self.gpus} GPU(s)" if self.gpus else ", no GPU"
+        return f"{self.engine}{where}: {self.workers} worker(s), {self.threads} thread(s){gpu}"
+
+
+class Executor(Protocol):
+    """Runs ``fn(item, *args)`` for every item; yields an Outcome per item as each completes."""
+
+    def info(self) -> ClusterInfo: ...
+
+    def imap_unordered(
+        self,
+        fn: Callable[..., Any],
+        items: Iterable[Any],
+        *args: Any,
+        key: Callable[[Any], str],
+        resources: dict[str, float] | None = None,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> Iterator[Outcome]: ...
+
+    def close(self) -> None: ...
+
+
+class InProcessExecutor:
+    """Runs every item in this process, one after the other (debugging, tests)."""
+
+    def info(self) -> ClusterInfo:
+        return ClusterInfo(engine="in-process", workers=1, threads=1, gpus=_local_gpus())
+
+    def imap_unordered(self, fn, items, *args, key, resources=None, cancelled=lambda: False) -> Iterator[Outcome]:
+        for item in items:
+            if cancelled():
+                return
+            try:
+                yield Outcome(item, fn(item, *args))
+            except Exception as exc:  # the task function records its own failures; this is a crash
+                yield Outcome(item, error=exc)
+
+    def close(self) -> None:
+        pass
+
+
+def _local_gpus() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:
+        return 0
+
+
+class DaskExecutor:
+    """Dask distributed: an embedded LocalCluster, or an existing scheduler at ``address``."""
+
+    def __init__(self, address: str | None = None, *, workers: int | None = None, client: Any = None) -> None:
+        from distributed import Client, LocalCluster
+
+        self._own_cluster = None
+        self._own_client = client is None
+        if client is not None:
+            self.client = client
+        else:
+            address = address or os.environ.get("DASK_SCHEDULER_ADDRESS")
+            if address:
+                from geoloom.platform.errors import RunError
+
+                try:
+                    self.client = Client(address, timeout="10s")
+                except OSError as exc:
+                    raise RunError(
+                        f"cannot reach the Dask scheduler at {address} ({exc}); start it with 'dask scheduler' "
+                        "or leave out --scheduler to use a local cluster"
+                    ) from None
+            else:
+                n = workers or os.cpu_count() or 1
+                gpus = _local_gpus()
+                self._own_cluster = LocalCluster(
+                    n_workers=n,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=":0" if _has_bokeh() else None,
+                    resources={"GPU": 1} if gpus else None,
+                    silence_logs=logging.ERROR,
+                )
+                self.client = Client(self._own_cluster)
+
+    def info(self) -> ClusterInfo:
+        sched = self.client.scheduler_info()
+        workers = sched.get("workers", {})
+        resources: dict[str, float] = {}
+        for w in workers.values():
+            for k, v in (w.get("resources") or {}).items():
+                resources[k] = resources.get(k, 0) + v
+        return ClusterInfo(
+            engine="dask",
+            address=self.client.scheduler.address,
+            dashboard=getattr(self.client, "dashboard_link", None),
+            workers=len(workers),
+            threads=sum(w.get("nthreads", 1) for w in workers.values()),
+            gpus=int(resources.get("GPU", 0)),
+            resources=resources,
+        )
+
+    def imap_unordered(self, fn, items, *args, key, resources=None, cancelled=lambda: False) -> Iterator[Outcome]:
+        from distributed import as_completed
+
+        nonce = uuid.uuid4().hex[:6]
+        window = max(8, 4 * max(1, len(self.client.scheduler_info().get("workers", {}))))
+        it = iter(items)
+        by_future: dict[Any, Any] = {}
+
+        def submit_next() -> Any | None:
+            item = next(it, None)
+            if item is None:
+                return None
+            fut = self.client.submit(fn, item, *args, key=f"{key(item)}-{nonce}", resources=resources, pure=False)
+            by_future[fut] = item
+            return fut
+
+        first = [f for f in (submit_next() for _ in range(window)) if f is not None]
+        ac = as_completed(first)
+        for fut in ac:
+            item = by_future.pop(fut)
+            if cancelled():
+                for other in list(by_future):
+                    other.cancel()
+                return
+            try:
+                yield Outcome(item, fut.result())
+            except Exception as exc:
+                yield Outcome(item, error=exc)
+            fut.release()
+            nxt = submit_next()
+            if nxt is not None:
+                ac.add(nxt)
+
+    def close(self) -> None:
+        if self._own_client:
+            self.client.close()
+        if self._own_cluster is not None:
+            self._own_cluster.close()
+
+
+def _has_bokeh() -> bool:
+    try:
+        import bokeh  # noqa: F401
+
+        return True
+    except ImportError:
+        return False
+
+
+def make_executor(runtime: str = "dask", *, scheduler: str | None = None, workers: int | None = None, client: Any = None) -> Executor:
+    """The executor for a runtime name: ``dask`` (default), ``in-process`` or ``ray``."""
+    from geoloom.platform.errors import RunError
+
+    if client is not None:
+        return DaskExecutor(client=client)
+    if runtime in ("in-process", "local", "inprocess"):
+        return InProcessExecutor()
+    if runtime == "dask":
+        return DaskExecutor(scheduler, workers=workers)
+    if runtime == "ray":
+        try:
+            from geoloom.runtime.ray_executor import RayExecutor
+        except ImportError:
+            raise RunError("the Ray runtime needs the extra: pip install 'geoloom[ray]'") from None
+        return RayExecutor(scheduler, workers=workers)
+    raise RunError(f"unknown runtime {runtime!r}; use dask, ray or in-process")

@@ -1,0 +1,61 @@
+"""Models loaded once per worker process, not once per tile."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from geoloom.platform.models.base import Model
+from geoloom.platform.models.registry import get_model
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """How to build a model on a worker: a registry name or folder path and its parameters,
+    or (for a user's own function) the model object itself."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    instance: Any = None
+
+    @property
+    def cache_key(self) -> str:
+        return self.name + json.dumps(self.params, sort_keys=True, default=str)
+
+
+_CACHE: dict[str, Model] = {}
+_LOCK = threading.Lock()
+LOADS = {"count": 0}
+
+
+def load_model(spec: ModelSpec) -> Model:
+    """The model for ``spec``, built on first use in this process and kept."""
+    if spec.instance is not None:
+        return spec.instance
+    with _LOCK:
+        model = _CACHE.get(spec.cache_key)
+        if model is None:
+            _limit_threads()
+            model = get_model(spec.name, **spec.params)
+            _CACHE[spec.cache_key] = model
+            LOADS["count"] += 1
+        return model
+
+
+def _limit_threads() -> None:
+    """Keep torch to the worker's share of cores (Dask sets OMP_NUM_THREADS in its workers)."""
+    n = os.environ.get("OMP_NUM_THREADS")
+    if n:
+        try:
+            import torch
+
+            torch.set_num_threads(int(n))
+        except Exception:
+            pass
+
+
+def loads_in_this_process() -> int:
+    return LOADS["count"]

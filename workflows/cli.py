@@ -1,0 +1,201 @@
+"""The ``geoloom`` command line: thin commands over the library."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from geoloom.workflows.options import pick_region, region_options, search_options, user_errors, verbosity
+
+EXIT_PARTIAL = 3
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="geoloom")
+def cli() -> None:
+    """geoloom: pick a region and a model; geoloom finds the imagery, tiles it, runs the model and stitches the maps."""
+
+
+@cli.command()
+@region_options
+@search_options
+@click.option("--model", default="fdi", show_default=True, help="Model name (geoloom models) or a model folder.")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Folder for the run's files.")
+@click.option("--threshold", type=float, default=None, help="Detection threshold (default: the model card's).")
+@click.option("--tile-size", type=int, default=None, help="Tile core size in pixels (default: the model card's).")
+@click.option("--resolution", type=float, default=None, help="Output resolution in metres (default: the model's).")
+@click.option("--crs", default=None, help="Output CRS (default: the region's UTM zone).")
+@click.option("--runtime", type=click.Choice(["dask", "in-process", "ray"]), default="dask", show_default=True)
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="An existing Dask scheduler (or DASK_SCHEDULER_ADDRESS).")
+@click.option("--workers", type=click.IntRange(1, 256), default=None, help="Workers of the embedded local cluster (default: cores).")
+@click.option("--retries", type=click.IntRange(0, 20), default=2, show_default=True, help="Retries of a failing tile.")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False), default=None, metavar="DIR", help="Finish an interrupted run in DIR.")
+@click.option("--overwrite", is_flag=True, help="Replace the run already in --out.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (tiles, pixels, bytes, scenes, estimate) and read no pixels.")
+@click.option("--max-area", type=float, default=50_000, show_default=True, help="Largest region accepted, km2.")
+@verbosity
+@user_errors
+def run(bbox, geojson, preset, place, catalog, start, end, max_cloud, model, out, threshold, tile_size, resolution, crs,
+        runtime, scheduler, workers, retries, resume_dir, overwrite, dry_run, max_area, verbose, quiet) -> None:
+    """Run a model over a region and publish maps and tables into --out."""
+    from geoloom.workflows.runs import execute, prepare
+    from geoloom.workflows.requests import request_from_folder, request_from_options
+
+    if resume_dir:
+        req = request_from_folder(resume_dir)
+    else:
+        region = pick_region(bbox, geojson, preset, place, max_area_km2=max_area)
+        if out is None and not dry_run:
+            raise click.UsageError("give --out DIR, a folder for the run's files")
+        req = request_from_options(region, model=model, threshold=threshold, catalog=catalog, out=out or ".",
+                                   start=start, end=end, max_cloud=max_cloud, tile_size=tile_size,
+                                   resolution=resolution, crs=crs, retries=retries)
+    prepared = prepare(req)
+    summary = prepared.summary()
+    if dry_run:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    if not quiet:
+        click.echo(f"{summary['tiles']} tiles, {summary['pixels'] / 1e6:.1f} Mpx, {len(summary['scenes'])} scene(s), "
+                   f"model {summary['model']} -> {req.out}", err=True)
+    folder = _execute_with_bar(prepared, runtime=runtime, scheduler=scheduler, workers=workers,
+                               resume=bool(resume_dir), overwrite=overwrite, quiet=quiet)
+    from geoloom.workflows.api import Run
+
+    result = Run(folder)
+    tiles = result.tiles
+    click.echo(str(folder))
+    if not quiet:
+        for name in ("result.tif", "detections.geojson", "detections.parquet", "quicklook.png", "run.json"):
+            if (folder / name).exists():
+                click.echo(f"  {name}", err=True)
+        if (folder / "detections.parquet").exists():
+            click.echo(f"  {len(result.detections)} detection(s)", err=True)
+    if tiles["failed"] or tiles["missing"]:
+        for t in result.failed_tiles:
+            click.echo(f"failed tile {t['key']}: {t['error']}", err=True)
+        click.echo(f"{tiles['failed']} of {tiles['total']} tiles failed; the rest is published. "
+                   f"Fix the cause and run: geoloom run --resume {folder}", err=True)
+        sys.exit(EXIT_PARTIAL)
+
+
+def _execute_with_bar(prepared, *, runtime, scheduler, workers, resume, overwrite, quiet) -> Path:
+    from tqdm import tqdm
+
+    from geoloom.workflows.runs import execute
+
+    bar = tqdm(total=len(prepared.plan.tiles), unit="tile", disable=True if quiet else None, file=sys.stderr)
+
+    def progress(p) -> None:
+        bar.n = p.finished
+        bar.set_postfix(failed=p.failed, refresh=False)
+        bar.refresh()
+
+    def on_cluster(info) -> None:
+        if not quiet:
+            msg = f"cluster: {info.describe()}"
+            if info.dashboard:
+                msg += f" (dashboard {info.dashboard})"
+            click.echo(msg, err=True)
+
+    try:
+        return execute(prepared, runtime=runtime, scheduler=scheduler, workers=workers, resume=resume,
+                       overwrite=overwrite, progress=progress, on_cluster=on_cluster)
+    finally:
+        bar.close()
+
+
+@cli.command("sample-data")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Folder (default: sample_data/generated).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--size", type=click.Choice(["small", "tile"]), default="small", show_default=True)
+@user_errors
+def sample_data(out, seed, size) -> None:
+    """Generate the sample Sentinel-2-like catalog (deterministic for a seed)."""
+    from tqdm import tqdm
+
+    from geoloom.platform.sampledata import default_sample_dir, generate_sample_data
+
+    bar = tqdm(total=1, unit="step", file=sys.stderr, disable=None)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    path = generate_sample_data(out or default_sample_dir(), seed=seed, size=size, progress=progress)
+    bar.close()
+    click.echo(str(path))
+
+
+@cli.group()
+def catalog() -> None:
+    """Index your own GeoTIFFs as a STAC catalog, and search catalogs."""
+
+
+@catalog.command("search")
+@region_options
+@search_options
+@user_errors
+def catalog_search(bbox, geojson, preset, place, catalog, start, end, max_cloud) -> None:
+    """Print the scenes that match a region, dates and cloud limit."""
+    from geoloom.platform.catalog import search_scenes
+    from geoloom.workflows.runs import default_catalog
+
+    region = pick_region(bbox, geojson, preset, place, max_area_km2=None)
+    for s in search_scenes(catalog or default_catalog(), region, start=start, end=end, max_cloud=max_cloud):
+        cloud = f"{s.cloud_cover:.1f}%" if s.cloud_cover is not None else "?"
+        click.echo(f"{s.id}\t{s.datetime[:19]}\tcloud {cloud}\t{s.crs or ''}\t{','.join(sorted(s.bands))}")
+
+
+@catalog.command("index")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--out", type=click.Path(dir_okay=True), required=True, help="Folder for the new catalog.json.")
+@user_errors
+def catalog_index(folder, out) -> None:
+    """Make a STAC catalog from a folder of GeoTIFFs (one item per scene, an asset per band)."""
+    from geoloom.platform.catalog_index import index_folder
+
+    path = index_folder(folder, out)
+    click.echo(str(path))
+
+
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def models(ctx) -> None:
+    """List models, show a card."""
+    if ctx.invoked_subcommand is None:
+        from geoloom.platform.models.registry import list_cards
+
+        for card in list_cards():
+            click.echo(f"{card.name:14s} {card.title}")
+
+
+@models.command("show")
+@click.argument("name")
+@user_errors
+def models_show(name) -> None:
+    """Print a model's card."""
+    from geoloom.platform.models.registry import card_text, get_card
+
+    click.echo(card_text(get_card(name)))
+
+
+@cli.command()
+def regions() -> None:
+    """List region presets and gazetteer places."""
+    from geoloom.platform.region import list_places
+
+    for p in list_places():
+        click.echo(f"{p['name']:32s} {p['kind']:12s} {', '.join(f'{v:g}' for v in p['bbox'])}")
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()
