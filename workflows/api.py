@@ -133,6 +133,7 @@ def detect(
     resume: bool = False,
     overwrite: bool = False,
     progress: Callable[[Progress], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
     max_area_km2: float = 50_000,
 ) -> Run:
     """Run a model over a region and return the published run.
@@ -144,15 +145,16 @@ def detect(
     req = _request(region, ModelSpec(str(model), params), catalog=catalog, out=out, start=start, end=end,
                    max_cloud=max_cloud, tile_size=tile_size, resolution=resolution, crs=crs, retries=retries,
                    max_area_km2=max_area_km2)
-    return _run(req, runtime=runtime, cluster=cluster, workers=workers, resume=resume, overwrite=overwrite, progress=progress)
+    return _run(req, runtime=runtime, cluster=cluster, workers=workers, resume=resume, overwrite=overwrite,
+                progress=progress, cancelled=cancelled)
 
 
-def _run(req: RunRequest, *, runtime, cluster, workers, resume, overwrite, progress) -> Run:
+def _run(req: RunRequest, *, runtime, cluster, workers, resume, overwrite, progress, cancelled=None) -> Run:
     prepared = prepare(req)
     client = cluster if cluster is not None and not isinstance(cluster, str) else None
     scheduler = cluster if isinstance(cluster, str) else None
     folder = execute(prepared, runtime=runtime, scheduler=scheduler, client=client, workers=workers,
-                     resume=resume, overwrite=overwrite, progress=progress)
+                     resume=resume, overwrite=overwrite, progress=progress, cancelled=cancelled or (lambda: False))
     return Run(folder)
 
 

@@ -193,6 +193,30 @@ def regions() -> None:
         click.echo(f"{p['name']:32s} {p['kind']:12s} {', '.join(f'{v:g}' for v in p['bbox'])}")
 
 
+@cli.command()
+@click.option("--catalog", default=None, metavar="PATH", help="STAC catalog (default: the sample catalog).")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="An existing Dask scheduler.")
+@click.option("--runs", type=click.Path(file_okay=False), default="runs", show_default=True, help="Folder for runs and their history.")
+@click.option("--port", type=int, default=8501, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for all).")
+def ui(catalog, scheduler, runs, port, host) -> None:
+    """Start the web UI (Streamlit) on the embedded defaults."""
+    import os
+    import subprocess
+
+    from geoloom.ui import app_path
+
+    env = dict(os.environ, GEOLOOM_RUNS=str(Path(runs).resolve()))
+    if catalog:
+        env["GEOLOOM_CATALOG"] = str(Path(catalog).resolve()) if "://" not in catalog else catalog
+    if scheduler:
+        env["GEOLOOM_SCHEDULER"] = scheduler
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app_path()), "--server.port", str(port),
+           "--server.address", host, "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    click.echo(f"geoloom UI on http://{host}:{port}", err=True)
+    raise SystemExit(subprocess.call(cmd, env=env))
+
+
 def main() -> None:
     cli()
 
