@@ -39,7 +39,7 @@ S2_BANDS: tuple[Band, ...] = (
 REFLECTANCE_BANDS: tuple[str, ...] = tuple(b.name for b in S2_BANDS if b.name != "scl")
 
 #: Bands read with nearest-neighbour resampling (classes, not reflectance).
-CATEGORICAL_BANDS: frozenset[str] = frozenset({"scl"})
+CATEGORICAL_BANDS: frozenset[str] = frozenset({"scl", "qa_pixel", "qa"})
 
 _BY_KEY: dict[str, Band] = {}
 for _b in S2_BANDS:

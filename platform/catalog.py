@@ -129,7 +129,7 @@ def scene_from_item(item: pystac.Item) -> Scene:
                     bidx=i + 1,
                     scale=float(rb.get("scale", default_scale)),
                     offset=float(rb.get("offset", 0.0)),
-                    nodata=rb.get("nodata", 0),
+                    nodata=_nodata(rb.get("nodata", 0)),
                 ),
             )
     geom = shapely.geometry.shape(item.geometry) if item.geometry else shapely.geometry.box(*item.bbox)
@@ -146,6 +146,16 @@ def scene_from_item(item: pystac.Item) -> Scene:
         collection=item.collection_id,
         crs=crs,
     )
+
+
+def _nodata(value: Any) -> float | None:
+    """STAC writes NaN/inf nodata as strings ("nan"); the reader wants numbers."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _default_scale(raster_band: dict[str, Any]) -> float:

@@ -135,7 +135,7 @@ class Region:
         close = [by_key[k] for k in difflib.get_close_matches(key, list(by_key), n=3, cutoff=0.6)]
         hint = f"did you mean: {', '.join(close)}? " if close else ""
         raise RegionError(
-            f"unknown place {name!r}; {hint}list_places() shows the {len(names)} known places and presets, "
+            f"unknown place {name!r}; {hint}'geoloom regions' lists the {len(names)} known places and presets, "
             "or give --bbox W S E N instead"
         )
 
