@@ -28,6 +28,8 @@ def create_store(path: str | Path, plan: Plan, outputs: tuple[OutputSpec, ...] |
     }
     ds = xr.Dataset(data, coords=geobox_coords(plan.geobox), attrs=attrs or {})
     ds = ds.rio.write_crs(plan.crs).rio.write_transform(Affine(*plan.transform))
+    for o in outputs:  # CF: each layer names its grid mapping (explicit encodings drop rioxarray's)
+        ds[o.name].attrs["grid_mapping"] = "spatial_ref"
     encoding = {o.name: {"chunks": (t, t), "fill_value": o.fill_value} for o in outputs}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -17,6 +17,7 @@ from shapely.geometry.base import BaseGeometry
 from geoloom.platform.bands import band_info
 from geoloom.platform.catalog import Scene
 from geoloom.platform.errors import PlanError
+from geoloom.platform.reading import WarpGrid, block_size_for
 from geoloom.platform.region import Region
 
 DEFAULT_TILE_SIZE = 512
@@ -65,6 +66,11 @@ class Plan:
     @property
     def geobox(self) -> GeoBox:
         return GeoBox(self.shape_yx, Affine(*self.transform[:6]), self.crs)
+
+    @property
+    def warp_grid(self) -> WarpGrid:
+        """The grid every warp of this plan is anchored to (seamless tiles)."""
+        return WarpGrid.around(self.geobox, halo=self.halo, block=block_size_for(self.tile_size))
 
     @property
     def scene_by_id(self) -> dict[str, Scene]:

@@ -45,7 +45,7 @@ def write_cog(store: str | Path, spec: OutputSpec, plan: Plan, dst: str | Path) 
                     block = arr[y0 : y0 + t, x0 : x0 + t].values
                     out.write(block, 1, window=Window(x0, y0, block.shape[1], block.shape[0]))
         cog = cog_profiles.get("deflate")
-        cog.update(blockxsize=512, blockysize=512, predictor=3 if spec.dtype.startswith("float") else 2)
+        cog.update(blockxsize=256, blockysize=256, predictor=3 if spec.dtype.startswith("float") else 2)
         part = dst.with_suffix(".tif.part")
         cog_translate(
             str(tmp_tif), str(part), cog, nodata=nodata, overview_resampling="average" if spec.kind in ("probability", "index") else "nearest",

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 from contextlib import ExitStack
-from typing import Iterator
-
+from dataclasses import dataclass
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+from affine import Affine
 from odc.geo.geobox import GeoBox
 
 from geoloom.platform.bands import CATEGORICAL_BANDS
@@ -31,25 +32,66 @@ GDAL_ENV = {
 }
 
 
-#: Warp approximation error in source pixels. GDAL's default (0.125) makes a pixel's value
-#: depend on the window it is read in (seams); 0 is refused by rasterio's WarpedVRT.
-EXACT_TOLERANCE = 1e-9
-
-
 def gdal_env() -> rasterio.Env:
     """A rasterio environment with the read settings geoloom uses everywhere."""
     return rasterio.Env(**GDAL_ENV)
 
 
-def read_band(asset: AssetRef, geobox: GeoBox) -> np.ndarray:
+@dataclass(frozen=True, slots=True)
+class WarpGrid:
+    """The fixed grid that every warp of a run is anchored to.
+
+    GDAL's warper picks its source windows, approximations and kernel scales per chunk of
+    output, so the same output pixel can get slightly different values when it is warped
+    as part of different windows (a seam between tiles). geoloom therefore warps only
+    whole blocks of one run-wide grid, which makes every pixel's value independent of the
+    tile that reads it.
+    """
+
+    crs: str
+    transform: tuple[float, ...]
+    shape_yx: tuple[int, int]
+    block: int
+
+    @classmethod
+    def around(cls, geobox: GeoBox, *, halo: int = 0, block: int = 128) -> WarpGrid:
+        """``geobox`` padded by whole blocks (enough for ``halo``), blocks aligned to its origin."""
+        pad = -(-halo // block) * block
+        g = geobox.pad(pad) if pad else geobox
+        return cls(str(g.crs), tuple(g.transform)[:6], tuple(g.shape.yx), block)
+
+    def offset_of(self, geobox: GeoBox) -> tuple[int, int]:
+        """Row and column of ``geobox``'s top-left pixel in this grid (it must lie on the grid)."""
+        t = Affine(*self.transform)
+        col, row = ~t * (geobox.transform.c, geobox.transform.f)
+        r, c = round(row), round(col)
+        if abs(row - r) > 1e-6 or abs(col - c) > 1e-6:
+            raise ValueError("the tile grid is not aligned with the run's warp grid")
+        return r, c
+
+
+def block_size_for(tile_size: int) -> int:
+    """The warp block: the largest of 256..16 that divides the tile size (tile cores are whole blocks)."""
+    for b in (256, 128, 64, 32, 16):
+        if tile_size % b == 0:
+            return b
+    return 16
+
+
+def read_band(asset: AssetRef, geobox: GeoBox, grid: WarpGrid | None = None) -> np.ndarray:
     """One band warped onto ``geobox`` as float32 physical values, NaN where there is no data.
 
-    Reflectance is resampled bilinearly, classes (SCL) with nearest neighbour. A near-exact
-    transformer (tolerance 1e-9 px) makes each output pixel independent of the tile it lies in,
-    which is what makes stitched tiles seamless.
+    Reflectance is resampled bilinearly, classes (SCL) with nearest neighbour. The warp runs
+    block by block on ``grid`` (see WarpGrid); without one, on a grid anchored at ``geobox``.
     """
+    grid = grid or WarpGrid.around(geobox)
     categorical = asset.band in CATEGORICAL_BANDS
     h, w = geobox.shape.yx
+    row0, col0 = grid.offset_of(geobox)
+    gh, gw = grid.shape_yx
+    if row0 < 0 or col0 < 0 or row0 + h > gh or col0 + w > gw:
+        raise ValueError("the tile lies outside the run's warp grid")
+    out = np.full((h, w), np.nan, dtype=np.float32)
     try:
         with ExitStack() as stack:
             src = stack.enter_context(rasterio.open(asset.href))
@@ -63,18 +105,24 @@ def read_band(asset: AssetRef, geobox: GeoBox) -> np.ndarray:
             vrt = stack.enter_context(
                 WarpedVRT(
                     src,
-                    crs=geobox.crs.to_wkt(),
-                    transform=geobox.transform,
-                    width=w,
-                    height=h,
+                    crs=grid.crs,
+                    transform=Affine(*grid.transform),
+                    width=gw,
+                    height=gh,
                     resampling=Resampling.nearest if categorical else Resampling.bilinear,
                     src_nodata=src_nodata,
                     nodata=src_nodata if src_nodata is not None else 0,
                     dtype="float32",
-                    tolerance=EXACT_TOLERANCE,
                 )
             )
-            data = vrt.read(asset.bidx, masked=True)
+            b = grid.block
+            for br in range(row0 // b, (row0 + h - 1) // b + 1):
+                for bc in range(col0 // b, (col0 + w - 1) // b + 1):
+                    win = Window(bc * b, br * b, min(b, gw - bc * b), min(b, gh - br * b))
+                    block = vrt.read(asset.bidx, window=win, masked=True).filled(np.nan)
+                    y0, y1 = max(br * b, row0), min(br * b + win.height, row0 + h)
+                    x0, x1 = max(bc * b, col0), min(bc * b + win.width, col0 + w)
+                    out[y0 - row0 : y1 - row0, x0 - col0 : x1 - col0] = block[y0 - br * b : y1 - br * b, x0 - bc * b : x1 - bc * b]
     except ImageryReadError:
         raise
     except (RasterioError, OSError, ValueError) as exc:
@@ -82,16 +130,9 @@ def read_band(asset: AssetRef, geobox: GeoBox) -> np.ndarray:
         raise ImageryReadError(
             f"cannot read {asset.href}: {reason}; check the file exists and is a complete GeoTIFF", href=asset.href
         ) from None
-    out = np.asarray(data.filled(np.nan), dtype=np.float32)
     if not categorical and (asset.scale != 1.0 or asset.offset != 0.0):
         out = out * np.float32(asset.scale) + np.float32(asset.offset)
     return out
-
-
-def iter_band_reads(assets: dict[str, AssetRef], bands: tuple[str, ...], geobox: GeoBox) -> Iterator[tuple[str, np.ndarray]]:
-    """Read several bands of one scene in order."""
-    for band in bands:
-        yield band, read_band(assets[band], geobox)
 
 
 def check_readable(href: str) -> None:

@@ -16,7 +16,7 @@ from geoloom.platform.ledger import TileRecord
 from geoloom.platform.models.base import Model
 from geoloom.platform.mosaic import write_tile
 from geoloom.platform.plan import TileTask
-from geoloom.platform.reading import gdal_env, read_band
+from geoloom.platform.reading import WarpGrid, gdal_env, read_band
 from geoloom.platform.vectors import polygonize
 
 
@@ -30,6 +30,7 @@ class TileJob:
     bands: tuple[str, ...]
     tile_size: int
     outputs: tuple[str, ...]
+    grid: WarpGrid
     detection: str | None = None
     score: str | None = None
     label: str = "detection"
@@ -46,7 +47,7 @@ def run_tile(task: TileTask, job: TileJob, model: Model) -> TileRecord:
     scenes = [by_id[s] for s in task.scene_ids if s in by_id]
     geobox = task.read_geobox
     with gdal_env():
-        tile, _ = composite_tile(scenes, job.bands, geobox, lambda sc, b, gb: read_band(sc.assets[b], gb))
+        tile, _ = composite_tile(scenes, job.bands, geobox, lambda sc, b, gb: read_band(sc.assets[b], gb, job.grid))
     t1 = time.perf_counter()
     layers = model.predict(tile)
     t2 = time.perf_counter()

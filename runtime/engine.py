@@ -46,7 +46,7 @@ def run_tiles(
     spec: ModelSpec,
     ledger: Ledger,
     *,
-    card: ModelCard,
+    resources: dict[str, float] | None = None,
     retries: int = 2,
     skip: set[str] | None = None,
     progress: ProgressCallback | None = None,
@@ -57,7 +57,6 @@ def run_tiles(
     todo = [t for t in tasks if t.key not in skip]
     tracker = ProgressTracker(len(tasks), skipped=len(tasks) - len(todo), callback=progress)
     tracker.start_event()
-    resources = placement(card, executor)
     records = []
     for outcome in executor.imap_unordered(
         execute_tile, todo, job, spec, retries, key=lambda t: t.key, resources=resources, cancelled=cancelled

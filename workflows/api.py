@@ -174,6 +174,7 @@ def map_tiles(
     max_cloud: float | None = None,
     tile_size: int = 512,
     crs: str | None = None,
+    gpu: str = "none",
     runtime: str = "dask",
     cluster: Any = None,
     workers: int | None = None,
@@ -184,7 +185,8 @@ def map_tiles(
     max_area_km2: float = 50_000,
 ) -> Run:
     """Run your own function on every tile (bands as variables, ``halo`` pixels of context included)
-    and stitch its result; it must return a DataArray (or a Dataset with ``name``) on the tile's grid."""
+    and stitch its result; it must return a DataArray (or a Dataset with ``name``) on the tile's grid.
+    ``gpu``: "none", "prefers" (GPU workers when there are any) or "requires"."""
     card = ModelCard(
         name=f"map_tiles:{getattr(fn, '__name__', 'function')}",
         title="user function",
@@ -195,6 +197,7 @@ def map_tiles(
         tile_size=int(tile_size),
         outputs=(OutputSpec(name, "index", dtype, None if dtype.startswith("float") else 0),),
         primary=name,
+        gpu=gpu,
     )
     spec = ModelSpec(card.name, {}, instance=FunctionModel(fn, card))
     req = _request(region, spec, catalog=catalog, out=out, start=start, end=end, max_cloud=max_cloud,

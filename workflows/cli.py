@@ -58,11 +58,10 @@ def run(bbox, geojson, preset, place, catalog, start, end, max_cloud, model, out
     if dry_run:
         click.echo(json.dumps(summary, indent=2))
         return
-    if not quiet:
-        click.echo(f"{summary['tiles']} tiles, {summary['pixels'] / 1e6:.1f} Mpx, {len(summary['scenes'])} scene(s), "
-                   f"model {summary['model']} -> {req.out}", err=True)
+    headline = (f"{summary['tiles']} tiles, {summary['pixels'] / 1e6:.1f} Mpx, {len(summary['scenes'])} scene(s), "
+                f"model {summary['model']} -> {req.out}")
     folder = _execute_with_bar(prepared, runtime=runtime, scheduler=scheduler, workers=workers,
-                               resume=bool(resume_dir), overwrite=overwrite, quiet=quiet)
+                               resume=bool(resume_dir), overwrite=overwrite, quiet=quiet, headline=headline)
     from geoloom.workflows.api import Run
 
     result = Run(folder)
@@ -82,7 +81,7 @@ def run(bbox, geojson, preset, place, catalog, start, end, max_cloud, model, out
         sys.exit(EXIT_PARTIAL)
 
 
-def _execute_with_bar(prepared, *, runtime, scheduler, workers, resume, overwrite, quiet) -> Path:
+def _execute_with_bar(prepared, *, runtime, scheduler, workers, resume, overwrite, quiet, headline) -> Path:
     from tqdm import tqdm
 
     from geoloom.workflows.runs import execute
@@ -94,8 +93,9 @@ def _execute_with_bar(prepared, *, runtime, scheduler, workers, resume, overwrit
         bar.set_postfix(failed=p.failed, refresh=False)
         bar.refresh()
 
-    def on_cluster(info) -> None:
+    def on_cluster(info) -> None:  # called once the output folder and the cluster are known to be usable
         if not quiet:
+            click.echo(headline, err=True)
             msg = f"cluster: {info.describe()}"
             if info.dashboard:
                 msg += f" (dashboard {info.dashboard})"

@@ -23,7 +23,7 @@ from geoloom.platform.publish import build_manifest, write_cog, write_detections
 from geoloom.platform.region import Region, as_region
 from geoloom.platform.tile_job import TileJob
 from geoloom.platform.vectors import finalize_detections, read_parts
-from geoloom.runtime.engine import run_tiles
+from geoloom.runtime.engine import placement, run_tiles
 from geoloom.runtime.executors import ClusterInfo, Executor, make_executor
 from geoloom.runtime.model_cache import ModelSpec, load_model
 from geoloom.runtime.progress import ProgressCallback
@@ -173,26 +173,27 @@ def execute(
     _check_out_dir(out, run_id, resume=resume, overwrite=overwrite)
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
-    store, parts = out / "result.zarr", out / "parts"
-    ledger = Ledger(out / "ledger.jsonl")
-    if not resume or not (store / "zarr.json").exists():
-        (out / "request.json").write_text(json.dumps({"run_id": run_id, "plan": plan.to_dict(), "parameters": req.parameters(),
-                                                       "region": req.region.to_geojson()}, indent=2, default=str))
-        create_store(store, plan, card.outputs, attrs={"run_id": run_id, "model": card.name, "primary": card.primary})
-    parts.mkdir(exist_ok=True)
-    job = TileJob(
-        store=str(store), parts=str(parts), scenes=plan.scenes, bands=card.bands, tile_size=plan.tile_size,
-        outputs=tuple(o.name for o in card.outputs), detection=card.detection, score=card.score, label=card.name,
-    )
     own = executor is None
     executor = executor or make_executor(runtime, scheduler=scheduler, workers=workers, client=client)
     try:
         info = executor.info()
+        resources = placement(card, executor)
         if on_cluster:
             on_cluster(info)
+        store, parts = out / "result.zarr", out / "parts"
+        ledger = Ledger(out / "ledger.jsonl")
+        if not resume or not (store / "zarr.json").exists():
+            request = {"run_id": run_id, "plan": plan.to_dict(), "parameters": req.parameters(), "region": req.region.to_geojson()}
+            (out / "request.json").write_text(json.dumps(request, indent=2, default=str))
+            create_store(store, plan, card.outputs, attrs={"run_id": run_id, "model": card.name, "primary": card.primary})
+        parts.mkdir(exist_ok=True)
+        job = TileJob(
+            store=str(store), parts=str(parts), scenes=plan.scenes, bands=card.bands, tile_size=plan.tile_size,
+            outputs=tuple(o.name for o in card.outputs), grid=plan.warp_grid, detection=card.detection, score=card.score, label=card.name,
+        )
         skip = ledger.done_keys() if resume else set()
-        records = run_tiles(executor, plan.tiles, job, req.model, ledger, card=card, retries=req.retries, skip=skip,
-                            progress=progress, cancelled=cancelled)
+        run_tiles(executor, plan.tiles, job, req.model, ledger, resources=resources, retries=req.retries, skip=skip,
+                  progress=progress, cancelled=cancelled)
     finally:
         if own:
             executor.close()

@@ -1,0 +1,37 @@
+"""Shared fixtures: the generated sample catalog, made once per test session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def sample_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default small sample catalog (seed 0), generated into a temporary folder."""
+    from geoloom.platform.sampledata import generate_sample_data
+
+    out = tmp_path_factory.mktemp("sample")
+    return Path(generate_sample_data(out, seed=0, size="small"))
+
+
+@pytest.fixture()
+def catalog_copy(sample_catalog: Path, tmp_path: Path) -> Path:
+    """A private copy of the sample catalog that a test may damage."""
+    dst = tmp_path / "catalog"
+    shutil.copytree(sample_catalog.parent, dst)
+    return dst / "catalog.json"
+
+
+@pytest.fixture(scope="session")
+def geoloom_cli() -> list[str]:
+    """The installed console script, run as a real subprocess."""
+    exe = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin" / "geoloom"
+    if not exe.exists():
+        exe = Path(shutil.which("geoloom") or "geoloom")
+    return [str(exe)]

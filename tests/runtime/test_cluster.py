@@ -1,0 +1,220 @@
+"""Real Dask processes on loopback: external scheduler, killed workers, killed CLI + resume, GPU placement."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from geoloom.platform.errors import RunError
+from geoloom.workflows import detect, map_tiles
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def same_outputs(a: Path, b: Path) -> None:
+    files = [p.relative_to(a) for p in sorted(a.rglob("*")) if p.is_file() and p.name not in ("ledger.jsonl", "run.json")]
+    assert files
+    for f in files:
+        assert (b / f).exists(), f"{f} missing"
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f"{f} differs"
+    extra = {p.relative_to(b) for p in b.rglob("*") if p.is_file()} - set(files) - {Path("ledger.jsonl"), Path("run.json")}
+    assert not extra, extra
+
+
+@pytest.fixture()
+def external_cluster():
+    """`dask scheduler` + 2 `dask worker` processes started as a user would, on loopback."""
+    port = free_port()
+    addr = f"tcp://127.0.0.1:{port}"
+    procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--dashboard-address", ":0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    time.sleep(1.5)
+    for _ in range(2):
+        procs.append(subprocess.Popen([str(BIN / "dask"), "worker", addr, "--nworkers", "1", "--nthreads", "1",
+                                       "--host", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    from distributed import Client
+
+    client = Client(addr, timeout="30s")
+    client.wait_for_workers(2, timeout=60)
+    try:
+        yield addr, client
+    finally:
+        client.close()
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def test_external_scheduler_equals_embedded_run_and_loads_model_once_per_worker(sample_catalog, tmp_path, external_cluster):
+    addr, client = external_cluster
+    remote = detect("sample-bay", model="fdi", catalog=sample_catalog, out=tmp_path / "remote", cluster=addr, tile_size=128)
+    local = detect("sample-bay", model="fdi", catalog=sample_catalog, out=tmp_path / "local", runtime="in-process", tile_size=128)
+    same_outputs(local.folder, remote.folder)
+    assert remote.manifest["properties"]["geoloom:timings"]["cluster"]["workers"] == 2
+    from geoloom.runtime.model_cache import loads_in_this_process
+
+    loads = client.run(loads_in_this_process)
+    assert set(loads.values()) <= {0, 1}, loads  # once per worker process, never once per tile
+    assert sum(loads.values()) >= 1
+
+
+def slow_smooth_factory(delay: float):
+    def slow_smooth(tile: xr.Dataset) -> xr.DataArray:
+        time.sleep(delay)
+        from scipy import ndimage
+
+        return xr.DataArray(ndimage.uniform_filter(tile["nir"].values, size=5, mode="nearest"), dims=("y", "x"))
+
+    return slow_smooth
+
+
+def test_sigkill_of_a_worker_mid_run_costs_only_its_tiles(sample_catalog, tmp_path, external_cluster):
+    addr, client = external_cluster
+    fn = slow_smooth_factory(0.25)
+    ref = map_tiles("sample-bay", fn, bands=["nir"], halo=2, tile_size=64, catalog=sample_catalog,
+                    out=tmp_path / "ref", runtime="in-process")
+    pids = client.run(os.getpid)
+    killed = []
+
+    def progress(p):
+        if p.finished >= 3 and not killed:
+            victim = sorted(pids.values())[0]
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+
+    run = map_tiles("sample-bay", fn, bands=["nir"], halo=2, tile_size=64, catalog=sample_catalog,
+                    out=tmp_path / "killed", cluster=addr, progress=progress)
+    assert killed, "a worker was killed mid-run"
+    assert run.ok, run.failed_tiles
+    same_outputs(ref.folder, run.folder)
+
+
+def test_cli_killed_mid_run_then_resume_computes_only_missing_tiles(geoloom_cli, sample_catalog, tmp_path):
+    ref = detect("sample-area", model="fdi", catalog=sample_catalog, out=tmp_path / "ref", runtime="in-process", tile_size=128)
+    out = tmp_path / "run"
+    proc = subprocess.Popen([*geoloom_cli, "run", "--preset", "sample-area", "--model", "fdi", "--catalog", str(sample_catalog),
+                             "--out", str(out), "--runtime", "in-process", "--tile-size", "128", "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ledger = out / "ledger.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and (not ledger.exists() or len(ledger.read_text().splitlines()) < 5):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = {json.loads(line)["key"] for line in ledger.read_text().splitlines() if line.strip()}
+    total = ref.tiles["total"]
+    assert 5 <= len(done_before) < total, "the CLI was killed mid-run"
+    assert not (out / "run.json").exists()
+    resumed = subprocess.run([*geoloom_cli, "run", "--resume", str(out), "--runtime", "in-process", "-q"],
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    records = [json.loads(line) for line in ledger.read_text().splitlines() if line.strip()]
+    recomputed = [r["key"] for r in records[len(done_before):]]
+    assert not set(recomputed) & done_before, "tiles already done were not computed again"
+    assert len(set(recomputed)) == total - len(done_before)
+    same_outputs(ref.folder, out)
+
+
+def test_a_tile_that_always_raises_is_recorded_failed_and_the_rest_published(sample_catalog, tmp_path):
+    def fragile(tile: xr.Dataset) -> xr.DataArray:
+        if float(tile.x.min()) < 809_000 < float(tile.x.max()):  # one column of tiles in the bay
+            raise ValueError("this tile is cursed")
+        return tile["nir"]
+
+    run = map_tiles("sample-bay", fragile, bands=["nir"], tile_size=64, catalog=sample_catalog,
+                    out=tmp_path / "run", runtime="in-process", retries=1)
+    failed = run.failed_tiles
+    assert failed and all("this tile is cursed" in f["error"] for f in failed)
+    assert all(r.attempts == 2 for r in run.ledger.itertuples() if r.state == "failed")
+    assert 0 < run.tiles["failed"] < run.tiles["total"]
+    assert run.path("result.tif").exists() and not run.ok
+
+
+def test_gpu_model_without_gpu_workers_falls_back_or_fails_clearly(sample_catalog, tmp_path):
+    ident = lambda tile: tile["nir"]  # noqa: E731
+    with pytest.warns(UserWarning, match="prefers a GPU"):
+        run = map_tiles("sample-bay", ident, bands=["nir"], catalog=sample_catalog, out=tmp_path / "p",
+                        runtime="in-process", gpu="prefers")
+    assert run.ok
+    with pytest.raises(RunError, match="requires a GPU"):
+        map_tiles("sample-bay", ident, bands=["nir"], catalog=sample_catalog, out=tmp_path / "r",
+                  runtime="in-process", gpu="requires")
+
+
+def compose_commands(port: int) -> dict[str, list[str]]:
+    """The service commands of docker-compose.yml, pointed at loopback instead of the compose network."""
+    import yaml
+
+    compose = yaml.safe_load((Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text())
+    out = {}
+    for name in ("scheduler", "cpu-worker", "gpu-worker"):
+        cmd = [str(c) for c in compose["services"][name]["command"]]
+        cmd = [c.replace("tcp://scheduler:8786", f"tcp://127.0.0.1:{port}").replace("0.0.0.0", "127.0.0.1")
+               .replace(":8787", ":0").replace("8786", str(port)) for c in cmd]
+        cmd[0] = str(BIN / cmd[0])
+        out[name] = cmd
+    return out
+
+
+def test_docker_compose_services_run_a_job_and_survive_a_killed_worker(sample_catalog, tmp_path):
+    port = free_port()
+    cmds = compose_commands(port)
+    assert "--resources" in cmds["gpu-worker"] and "GPU=1" in cmds["gpu-worker"]
+    procs = [subprocess.Popen(cmds["scheduler"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        time.sleep(1.5)
+        for name in ("cpu-worker", "cpu-worker", "gpu-worker"):
+            procs.append(subprocess.Popen(cmds[name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        from distributed import Client
+
+        with Client(f"tcp://127.0.0.1:{port}", timeout="30s") as client:
+            client.wait_for_workers(3, timeout=90)
+            info = client.scheduler_info()["workers"]
+            assert sum((w.get("resources") or {}).get("GPU", 0) for w in info.values()) == 1
+            pids = client.run(os.getpid)
+        fn = slow_smooth_factory(0.2)
+        ref = map_tiles("sample-bay", fn, bands=["nir"], halo=2, tile_size=64, catalog=sample_catalog,
+                        out=tmp_path / "ref", runtime="in-process")
+        killed = []
+
+        def progress(p):
+            if p.finished >= 2 and not killed:
+                victim = sorted(pids.values())[-1]
+                os.kill(victim, signal.SIGKILL)
+                killed.append(victim)
+
+        run = map_tiles("sample-bay", fn, bands=["nir"], halo=2, tile_size=64, catalog=sample_catalog,
+                        out=tmp_path / "compose", cluster=f"tcp://127.0.0.1:{port}", progress=progress)
+        assert killed and run.ok
+        same_outputs(ref.folder, run.folder)
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
