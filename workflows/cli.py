@@ -29,7 +29,9 @@ def cli() -> None:
 @click.option("--resolution", type=float, default=None, help="Output resolution in metres (default: the model's).")
 @click.option("--crs", default=None, help="Output CRS (default: the region's UTM zone).")
 @click.option("--runtime", type=click.Choice(["dask", "in-process", "ray"]), default="dask", show_default=True)
-@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="An existing Dask scheduler (or DASK_SCHEDULER_ADDRESS).")
+@click.option("--scheduler", "--address", "scheduler", default=None, metavar="ADDRESS",
+              help="An existing cluster: a Dask scheduler tcp://HOST:PORT (or DASK_SCHEDULER_ADDRESS), "
+                   "or with --runtime ray a Ray address (auto, HOST:PORT, or RAY_ADDRESS).")
 @click.option("--workers", type=click.IntRange(1, 256), default=None, help="Workers of the embedded local cluster (default: cores).")
 @click.option("--retries", type=click.IntRange(0, 20), default=2, show_default=True, help="Retries of a failing tile.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), default=None, metavar="DIR", help="Finish an interrupted run in DIR.")
