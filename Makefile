@@ -16,7 +16,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q -e '.[test,ray]'
 	touch $@
 
-setup: $(VENV)/.installed
+# Leaflet, Leaflet.draw, ... from the npm registry, served by the app itself (works offline).
+web-assets: $(VENV)/.installed
+	$(PY) -m geoloom.ui.fetch_assets
+
+setup: $(VENV)/.installed web-assets
 
 sample_data/generated/catalog.json: | $(VENV)/.installed
 	$(VENV)/bin/geoloom sample-data

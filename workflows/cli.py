@@ -214,7 +214,7 @@ def ui(catalog, scheduler, runs, port, host) -> None:
     if scheduler:
         env["GEOLOOM_SCHEDULER"] = scheduler
     cmd = [sys.executable, "-m", "streamlit", "run", str(app_path()), "--server.port", str(port),
-           "--server.address", host, "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+           "--server.address", host, "--server.headless", "true", "--server.enableStaticServing", "true", "--browser.gatherUsageStats", "false"]
     click.echo(f"geoloom UI on http://{host}:{port}", err=True)
     raise SystemExit(subprocess.call(cmd, env=env))
 

@@ -1,0 +1,229 @@
+"""End to end in a real browser: draw the sample bay on the map, run the debris model, see the result.
+
+Debian's Chromium (never a downloaded browser) drives ``geoloom ui`` on loopback. Every request
+to another host is refused, as in an air-gapped network: the page must load all its JavaScript
+and CSS from the app, and the basemap must fall back to the imagery.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(),
+                       reason="Debian's chromium is not installed (apt-get install chromium); CI installs it"),
+]
+# screenshots are test artifacts; GEOLOOM_UPDATE_DOCS=1 also refreshes the README's pictures
+SHOTS = (REPO / "test-artifacts" / "ui",) + ((REPO / "docs" / "img",) if os.environ.get("GEOLOOM_UPDATE_DOCS") == "1" else ())
+DRAWN_BBOX = (-0.054, 5.618, -0.027, 5.645)  # the sample bay (its preset's box): one tile
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+MAP_FRAME = "iframe[title='streamlit_folium.st_folium']"
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise AssertionError(f"geoloom ui exited with {proc.returncode}")
+        try:
+            with NO_PROXY.open(url + "/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError("geoloom ui did not start in time")
+
+
+@pytest.fixture()
+def server(ui_catalog: Path, tmp_path: Path):
+    """``geoloom ui`` on a free loopback port, runs in tmp, in-process runtime."""
+    from geoloom.ui import assets
+
+    if assets.missing_files():
+        pytest.fail("map assets are not installed; run: python -m geoloom.ui.fetch_assets")
+    port = free_port()
+    exe = Path(sys.executable).with_name("geoloom")
+    cmd = [str(exe) if exe.exists() else shutil.which("geoloom") or "geoloom", "ui", "--catalog", str(ui_catalog),
+           "--runs", str(tmp_path / "runs"), "--port", str(port), "--host", "127.0.0.1"]
+    env = dict(os.environ, GEOLOOM_RUNTIME="in-process", STREAMLIT_SERVER_ENABLE_STATIC_SERVING="true",
+               STREAMLIT_BROWSER_GATHER_USAGE_STATS="false", GEOLOOM_BASEMAP="osm")
+    env.pop("GEOLOOM_SCHEDULER", None)
+    log = open(tmp_path / "ui.log", "w")
+    # a session of its own, so that stopping it also stops the Streamlit process it starts
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+        yield url
+    finally:
+        stop(proc)
+        log.close()
+        SHOTS[1].mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp_path / "ui.log", SHOTS[1] / "ui-server.log")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop ``geoloom ui`` and the Streamlit server it started (same process group)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    end = time.monotonic() + 15
+    while time.monotonic() < end:
+        proc.poll()  # reap the leader, so that only live processes count
+        try:
+            os.killpg(proc.pid, 0)  # is any process of the group left?
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=5)
+
+
+def shot(page, name: str) -> None:
+    for folder in SHOTS:
+        folder.mkdir(parents=True, exist_ok=True)
+    path = SHOTS[0] / f"ui-{name}.png"
+    page.screenshot(path=str(path))
+    shutil.copy(path, SHOTS[1] / path.name)
+
+
+def map_point(page, frame, lon: float, lat: float) -> tuple[float, float]:
+    """Page coordinates of a lon/lat on the Leaflet map inside the component's iframe."""
+    box = page.locator(MAP_FRAME).bounding_box()
+    x, y = frame.evaluate(
+        """([lat, lon]) => {
+            const p = window.map.latLngToContainerPoint(L.latLng(lat, lon));
+            const r = window.map.getContainer().getBoundingClientRect();
+            return [r.left + p.x, r.top + p.y];
+        }""",
+        [lat, lon],
+    )
+    return box["x"] + x, box["y"] + y
+
+
+def map_frame(page):
+    handle = page.locator(MAP_FRAME).element_handle(timeout=60_000)
+    return handle.content_frame()
+
+
+def test_draw_run_and_see_the_result(server):
+    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed (pip install -e '.[test]')")
+    from playwright.sync_api import expect, sync_playwright
+
+    from geoloom.workflows import list_cards
+
+    model = "marine-debris" if "marine-debris" in {c.name for c in list_cards()} else "fdi"
+    outside: list[str] = []
+
+    def only_loopback(route):
+        url = route.request.url
+        if url.startswith(("http://127.0.0.1", "data:", "blob:")):
+            route.continue_()
+        else:
+            outside.append(url)
+            route.abort()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        try:
+            page.route("**/*", only_loopback)
+            page.goto(server, wait_until="domcontentloaded")
+            frames = page.frame_locator(MAP_FRAME)
+            expect(frames.locator(".leaflet-draw-draw-rectangle")).to_be_visible(timeout=60_000)
+            expect(frames.locator(".geoloom-offline-note")).to_be_visible(timeout=30_000)
+            # the imagery's true-colour preview, the offline basemap, is made in the background on first start
+            expect(frames.locator("img.leaflet-image-layer")).to_have_count(1, timeout=120_000)
+
+            # draw a rectangle over the sample bay with the mouse
+            frame = map_frame(page)
+            frames.locator(".leaflet-draw-draw-rectangle").click()
+            w, s, e, n = DRAWN_BBOX
+            x0, y0 = map_point(page, frame, w, n)
+            x1, y1 = map_point(page, frame, e, s)
+            page.mouse.move(x0, y0)
+            page.mouse.down()
+            page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=5)
+            page.mouse.move(x1, y1, steps=5)
+            page.mouse.up()
+            region_line = page.locator("[data-testid='stMarkdownContainer']", has_text="drawn area").first
+            expect(region_line).to_be_visible(timeout=30_000)
+            region_text = region_line.inner_text()
+            expect(page.locator("[data-testid='stMetric']").filter(has_text="Tiles")).to_be_visible(timeout=30_000)
+            expect(map_frame_locator(page).locator("path.leaflet-interactive").first).to_be_attached(timeout=30_000)
+            time.sleep(1)
+            shot(page, "region")
+
+            # pick the debris model in the sidebar
+            page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").first.click()
+            page.get_by_role("option", name=re.compile(rf"\({re.escape(model)}\)")).click()
+            run_button = page.get_by_role("button", name=f"Run {model}")
+            expect(run_button).to_be_enabled(timeout=30_000)
+            run_button.click()
+
+            # the run in progress: progress bar and the tiles on the map, coloured by state
+            expect(page.locator("[data-testid='stProgress']")).to_be_visible(timeout=30_000)
+            try:
+                expect(map_frame_locator(page).locator(".geoloom-legend", has_text="running")).to_be_visible(timeout=15_000)
+                time.sleep(0.5)
+            except AssertionError:
+                pass  # a fast machine may be done already; the screenshot then shows the end
+            shot(page, "running")
+
+            # the result: overlay image and detection polygons on the map
+            expect(page.get_by_text("Run finished", exact=False)).to_be_visible(timeout=180_000)
+            live = map_frame_locator(page)
+            expect(live.locator("img.leaflet-image-layer[style*='opacity: 0.75']")).to_have_count(1, timeout=30_000)
+            # result, the run's true colour and the preview basemap
+            expect(live.locator("img.leaflet-image-layer")).to_have_count(3, timeout=60_000)
+            detections = live.locator("path.leaflet-interactive[stroke='#ff1744']")
+            expect(detections.first).to_be_attached(timeout=30_000)
+            assert detections.count() >= 1
+            expect(live.locator(".geoloom-legend")).to_be_visible()
+            expect(page.get_by_role("button", name="Map (COG)")).to_be_visible()
+            time.sleep(1.5)
+            shot(page, "result")
+
+            # a detection's popup tells score, area, date and scene; the click keeps the region
+            detections.first.click(force=True)
+            expect(live.locator(".leaflet-popup-content")).to_contain_text("Score", timeout=10_000)
+            expect(live.locator(".leaflet-popup-content")).to_contain_text("Scene")
+            time.sleep(1.5)
+            assert page.locator("[data-testid='stMarkdownContainer']", has_text="drawn area").first.inner_text() == region_text
+        except Exception:
+            SHOTS[1].mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SHOTS[1] / "ui-failure.png"))
+            raise
+        finally:
+            browser.close()
+    # nothing but the online basemap was asked of the outside world: no CDN script or stylesheet
+    assert all("tile.openstreetmap.org" in u for u in outside), [u for u in outside if "openstreetmap" not in u][:5]
+
+
+def map_frame_locator(page):
+    return page.frame_locator(MAP_FRAME)

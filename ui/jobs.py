@@ -1,0 +1,274 @@
+"""Background runs: a registry of jobs, each a worker thread calling ``detect``.
+
+The registry lives in ``st.cache_resource`` so runs survive reruns and page reloads. Worker
+threads never call Streamlit: they update their :class:`Job` under a lock, and the page polls
+:meth:`Job.snapshot` from a fragment.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from geoloom.workflows import GeoloomError, Progress, Region, detect
+
+from geoloom.ui import imagery
+
+log = logging.getLogger("geoloom.ui")
+
+RUNNING_STATES = ("starting", "running", "finishing")
+
+
+@dataclass(frozen=True, slots=True)
+class TileGrid:
+    """Enough of a plan to draw its tiles: grid CRS, transform, size, tile size and tile keys."""
+
+    crs: str
+    transform: tuple[float, ...]
+    shape_yx: tuple[int, int]
+    tile_size: int
+    tiles: tuple[tuple[str, int, int], ...]  # (key, row, col), in submission order
+
+    @classmethod
+    def from_plan(cls, plan: Any) -> TileGrid:
+        return cls(str(plan.crs), tuple(plan.transform)[:6], tuple(plan.shape_yx), int(plan.tile_size),
+                   tuple((t.key, int(t.row), int(t.col)) for t in plan.tiles))
+
+    @classmethod
+    def from_request(cls, request: dict[str, Any]) -> TileGrid:
+        """From a run folder's ``request.json`` (keys are ``tile-<row>-<col>-<token>``)."""
+        plan = request["plan"]
+        tiles = []
+        for key in plan["tiles"]:
+            m = re.match(r"tile-(\d+)-(\d+)-", key)
+            if m:
+                tiles.append((key, int(m.group(1)), int(m.group(2))))
+        return cls(plan["crs"], tuple(plan["transform"])[:6], tuple(plan["shape_yx"]), int(plan["tile_size"]), tuple(tiles))
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """Everything the worker passes to ``detect``."""
+
+    region: Region
+    model: str
+    out: Path
+    catalog: str
+    start: str | None = None
+    end: str | None = None
+    max_cloud: float | None = None
+    runtime: str = "dask"
+    scheduler: str | None = None
+    workers: int | None = None
+    resolution: float = 10.0
+    truecolour: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class JobSnapshot:
+    """A consistent copy of a job's state for the page."""
+
+    id: str
+    spec: JobSpec
+    grid: TileGrid
+    state: str  # starting | running | finishing | done | cancelled | failed
+    phase: str
+    total: int
+    done: int
+    failed: int
+    eta_s: float | None
+    elapsed_s: float
+    tile_states: dict[str, str]
+    tile_errors: dict[str, str]
+    error: str | None
+    notes: tuple[str, ...]
+    cancel_requested: bool
+
+    @property
+    def running(self) -> bool:
+        return self.state in RUNNING_STATES
+
+    @property
+    def fraction(self) -> float:
+        return (self.done + self.failed) / self.total if self.total else 0.0
+
+    def states_with_running(self, slots: int) -> dict[str, str]:
+        """Tile states with the next ``slots`` unfinished tiles (in submission order) shown as running."""
+        states = dict(self.tile_states)
+        if self.state == "running" and not self.cancel_requested:
+            for key, _, _ in self.grid.tiles:
+                if slots <= 0:
+                    break
+                if key not in states:
+                    states[key] = "running"
+                    slots -= 1
+        return states
+
+
+class Job:
+    """One background run."""
+
+    def __init__(self, spec: JobSpec, grid: TileGrid) -> None:
+        self.id = uuid.uuid4().hex[:10]
+        self.spec = spec
+        self.grid = grid
+        self._lock = threading.Lock()
+        self._cancel = threading.Event()
+        self._state = "starting"
+        self._phase = "starting the cluster"
+        self._progress: Progress | None = None
+        self._tiles: dict[str, str] = {}
+        self._errors: dict[str, str] = {}
+        self._error: str | None = None
+        self._notes: list[str] = []
+        self._t0 = time.monotonic()
+        self._t_end: float | None = None
+        self.thread = threading.Thread(target=self._work, name=f"geoloom-job-{self.id}", daemon=True)
+
+    # -- called from the page ------------------------------------------------------------
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def snapshot(self) -> JobSnapshot:
+        with self._lock:
+            p = self._progress
+            return JobSnapshot(
+                id=self.id, spec=self.spec, grid=self.grid, state=self._state, phase=self._phase,
+                total=p.total if p else len(self.grid.tiles), done=p.done if p else 0, failed=p.failed if p else 0,
+                eta_s=p.eta_s if p else None, elapsed_s=(self._t_end or time.monotonic()) - self._t0,
+                tile_states=dict(self._tiles), tile_errors=dict(self._errors), error=self._error,
+                notes=tuple(self._notes), cancel_requested=self._cancel.is_set(),
+            )
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+    # -- the worker thread ---------------------------------------------------------------
+
+    def _on_progress(self, p: Progress) -> None:
+        with self._lock:
+            self._progress = p
+            if self._state == "starting":
+                self._state, self._phase = "running", "running the model on each tile"
+            if p.last is not None:
+                self._tiles[p.last.key] = p.last.state
+                if p.last.error:
+                    self._errors[p.last.key] = p.last.error
+
+    def _set(self, **values: Any) -> None:
+        with self._lock:
+            for k, v in values.items():
+                setattr(self, f"_{k}", v)
+
+    def _work(self) -> None:
+        s = self.spec
+        try:
+            detect(
+                s.region, model=s.model, out=s.out, catalog=s.catalog, start=s.start, end=s.end, max_cloud=s.max_cloud,
+                runtime=s.runtime, cluster=s.scheduler, workers=s.workers, progress=self._on_progress,
+                cancelled=self._cancel.is_set,
+            )
+            if self._cancel.is_set():
+                self._set(state="cancelled", phase="cancelled; the tiles finished so far are saved")
+                return
+            if s.truecolour:
+                self._set(state="finishing", phase="rendering the imagery's true colour")
+                try:
+                    imagery.make_truecolour(s.region, s.out / "truecolour", catalog=s.catalog, resolution=s.resolution,
+                                            start=s.start, end=s.end, max_cloud=s.max_cloud)
+                except GeoloomError as exc:
+                    with self._lock:
+                        self._notes.append(f"no true-colour layer: {exc}")
+            self._set(state="done", phase="finished")
+        except GeoloomError as exc:
+            self._set(state="failed", phase="failed", error=str(exc))
+        except Exception as exc:  # a bug: keep the page alive, put the traceback in the server log only
+            log.exception("run %s failed", self.id)
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            self._set(state="failed", phase="failed",
+                      error=f"the run stopped on an unexpected error ({type(exc).__name__}: {first}); "
+                            "the server log has the details")
+        finally:
+            with self._lock:
+                self._t_end = time.monotonic()
+
+
+class JobRegistry:
+    """All jobs of this server process, by id; at most one running job per output folder."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+
+    def start(self, spec: JobSpec, grid: TileGrid) -> Job:
+        job = Job(spec, grid)
+        with self._lock:
+            self._jobs[job.id] = job
+        job.thread.start()
+        return job
+
+    def get(self, job_id: str | None) -> Job | None:
+        with self._lock:
+            return self._jobs.get(job_id) if job_id else None
+
+    def running(self) -> list[Job]:
+        with self._lock:
+            return [j for j in self._jobs.values() if j.snapshot().running]
+
+
+@dataclass
+class Preview:
+    """The catalog's coarse true-colour preview, made once in the background."""
+
+    folder: Path
+    state: str = "pending"  # pending | running | ready | unavailable
+    error: str | None = None
+    thread: threading.Thread | None = field(default=None, repr=False)
+
+    def start(self, region: Region, catalog: str, resolution: float) -> None:
+        if (self.folder / "run.json").exists():
+            self.state = "ready"
+            return
+        self.state = "running"
+
+        def work() -> None:
+            try:
+                imagery.make_truecolour(region, self.folder, catalog=catalog, resolution=resolution)
+                self.state = "ready"
+            except GeoloomError as exc:
+                self.state, self.error = "unavailable", str(exc)
+            except Exception as exc:
+                log.exception("imagery preview failed")
+                self.state, self.error = "unavailable", f"{type(exc).__name__}: {exc}"
+
+        self.thread = threading.Thread(target=work, name="geoloom-preview", daemon=True)
+        self.thread.start()
+
+
+def run_folder_name(model: str, region: Region, now: dt.datetime | None = None) -> str:
+    """``<date>-<time>-<model>-<region>``, safe as a folder name."""
+    now = now or dt.datetime.now()
+    slug = re.sub(r"[^a-z0-9]+", "-", region.name.lower()).strip("-")[:40] or "region"
+    model_slug = re.sub(r"[^a-z0-9]+", "-", model.lower()).strip("-")[:30] or "model"
+    return f"{now:%Y%m%d-%H%M%S}-{model_slug}-{slug}"
+
+
+def unique_folder(parent: Path, name: str) -> Path:
+    path = parent / name
+    n = 2
+    while path.exists():
+        path = parent / f"{name}-{n}"
+        n += 1
+    return path
+
+
+__all__ = ["Job", "JobRegistry", "JobSnapshot", "JobSpec", "Preview", "TileGrid", "run_folder_name", "unique_folder"]

@@ -1,0 +1,447 @@
+"""The page: region, what the run will do, the run and its progress, the map; it puts together
+the sidebar (:mod:`geoloom.ui.sidebar`) and an opened run's results (:mod:`geoloom.ui.results`).
+
+Every error a user can cause arrives as a ``GeoloomError`` and is shown in place with
+``st.error``; anything else is logged on the server and reported in one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import streamlit as st
+import streamlit_folium
+
+import geoloom.workflows as gw
+from geoloom.workflows import GeoloomError
+
+from geoloom.ui import assets, imagery, jobs, map_view, regions, rendering
+from geoloom.ui.resources import (
+    Settings,
+    catalog_extent,
+    catalog_stamp,
+    failed_tiles_table,
+    fmt_seconds,
+    imagery_preview,
+    job_registry,
+    layer_image,
+    log,
+    map_assets,
+    prepared_run,
+    region_to_json,
+    scheduler_info,
+    ss,
+    stamp,
+    unexpected,
+)
+from geoloom.ui.results import fill_results, layer_panel, open_view, results_section
+from geoloom.ui.sidebar import sidebar
+
+POLL_S = 1.0
+
+
+# -- state ----------------------------------------------------------------------------------
+
+
+def init_state(cfg: Settings) -> None:
+    ss.setdefault("region", None)
+    ss.setdefault("region_error", None)
+    ss.setdefault("drawing_seen", None)
+    ss.setdefault("job_id", None)
+    ss.setdefault("job_reported", None)
+    ss.setdefault("view_folder", None)
+    ss.setdefault("run_error", None)
+    ss.setdefault("upload_seen", None)
+    # widget defaults live in the session state, so that opening a run can set them
+    ss.setdefault("start", None)
+    ss.setdefault("end", None)
+    ss.setdefault("cloud", 100)
+    ss.setdefault("opacity", 0.75)
+    ss.setdefault("show_detections", True)
+    ss.setdefault("show_truecolour", True)
+    ss.setdefault("show_tiles", True)
+    if ss.job_id is None:  # a page reload re-attaches to a run still going on this server
+        running = job_registry().running()
+        if running:
+            ss.job_id = running[-1].id
+            ss.region = running[-1].spec.region
+
+
+def set_region(region: gw.Region) -> None:
+    ss.region = region
+    ss.region_error = None
+    ss.view_folder = None
+    ss.pop("det_table", None)
+
+
+def region_failed(source: str, exc: BaseException) -> None:
+    ss.region_error = (source, str(exc) if isinstance(exc, GeoloomError) else unexpected(exc, f"reading the {source}"))
+
+
+def _try_region(source: str, make) -> None:
+    try:
+        set_region(make())
+    except Exception as exc:
+        region_failed(source, exc)
+
+
+def use_preset() -> None:
+    if ss.get("preset"):
+        _try_region("preset", lambda: regions.from_preset(ss.preset))
+
+
+def use_place() -> None:
+    pick = ss.get("place_pick")
+    if pick:
+        _try_region("place", lambda: regions.from_place(pick))
+    elif ss.get("place_query"):
+        _try_region("place", lambda: regions.from_place(ss.place_query))
+
+
+def use_bbox() -> None:
+    _try_region("bounding box", lambda: regions.from_bbox_text(ss.get("bbox_text", "")))
+
+
+def take_upload() -> None:
+    """Read a newly uploaded GeoJSON file into the region (once per file)."""
+    up = ss.get("upload")
+    if up is None:
+        ss.upload_seen = None
+        return
+    ident = getattr(up, "file_id", None) or f"{up.name}:{up.size}"
+    if ident == ss.upload_seen:
+        return
+    ss.upload_seen = ident
+    _try_region("GeoJSON file", lambda: regions.from_upload(up.name, up.getvalue()))
+
+
+def take_drawing(value: dict[str, Any] | None) -> bool:
+    """Use a new shape drawn on the map as the region; True when the region changed.
+
+    streamlit-folium also reports a click on any other shape (a detection, a tile) as the "last
+    active drawing"; only shapes that are among the drawn ones count."""
+    feature = (value or {}).get("last_active_drawing")
+    if not feature:
+        return False
+    drawn = [f.get("geometry") for f in (value or {}).get("all_drawings") or [] if isinstance(f, dict)]
+    if feature.get("geometry") not in drawn:
+        return False
+    sig = json.dumps(feature, sort_keys=True)
+    if sig == ss.drawing_seen:
+        return False
+    ss.drawing_seen = sig
+    _try_region("drawn shape", lambda: regions.from_drawing(feature))
+    return True
+
+
+# -- region, plan and run -------------------------------------------------------------------
+
+
+def region_panel(running: bool) -> None:
+    st.subheader("1 · Region")
+    tabs = st.tabs(["Draw", "Preset", "Place", "Bounding box", "GeoJSON file"])
+    with tabs[0]:
+        st.markdown("Pick the **rectangle** ▭ or **polygon** ⬠ tool at the top left of the map and draw the area. "
+                    "The shape becomes the region at once.")
+    with tabs[1]:
+        presets = gw.list_presets()
+        if presets:
+            st.selectbox("Preset region", presets, index=None, key="preset", on_change=use_preset,
+                         placeholder="Pick a preset", disabled=running)
+        else:
+            st.caption("No preset regions are installed.")
+    with tabs[2]:
+        st.text_input("Search a place", key="place_query", placeholder="e.g. Tema, Accra, Ghana", disabled=running)
+        query = ss.get("place_query") or ""
+        matches = regions.search_places(query) if query.strip() else []
+        if matches:
+            names = [p["name"] for p in matches]
+            if ss.get("place_pick") not in names:
+                ss.place_pick = names[0]
+            labels = {p["name"]: regions.place_label(p) for p in matches}
+            st.selectbox("Places found", names, key="place_pick", format_func=labels.get, disabled=running)
+        elif query.strip():
+            ss.place_pick = None
+            try:
+                gw.Region.from_place(query)
+            except GeoloomError as exc:
+                st.warning(str(exc))
+        st.button("Use this place", key="use_place", on_click=use_place, disabled=running or not query.strip())
+    with tabs[3]:
+        st.text_input("West South East North (degrees)", key="bbox_text", placeholder="-0.06 5.57 -0.02 5.61",
+                      disabled=running)
+        st.button("Use bounding box", key="use_bbox", on_click=use_bbox, disabled=running)
+    with tabs[4]:
+        st.file_uploader(f"GeoJSON file (Polygon, Feature or FeatureCollection in lon/lat, up to "
+                         f"{regions.MAX_UPLOAD_BYTES // (1024 * 1024)} MB)", type=["geojson", "json"], key="upload",
+                         max_upload_size=max(1, regions.MAX_UPLOAD_BYTES // (1024 * 1024)), disabled=running)
+    if ss.region_error:
+        source, text = ss.region_error
+        st.error(f"The {source} cannot be used: {text}")
+
+
+def plan_panel(cfg: Settings, card: Any) -> Any:
+    """Show what the run will do (area, tiles, estimate); return the dry-run plan or None."""
+    st.subheader("2 · What the run will do")
+    region = ss.region
+    if region is None:
+        st.info("No region yet: draw one on the map, or pick one above.")
+        return None
+    st.markdown(f"**{region.name}** ({region.source}) · **{region.area_km2:,.1f} km²**")
+    if card is None:
+        return None
+    try:
+        prep = prepared_run(region_to_json(region), card.name, cfg.catalog, _iso(ss.get("start")), _iso(ss.get("end")),
+                            _cloud(), catalog_stamp(cfg.catalog))
+    except GeoloomError as exc:
+        st.error(str(exc))
+        return None
+    except Exception as exc:
+        st.error(unexpected(exc, "planning the run"))
+        return None
+    s = prep.summary()
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Tiles", f"{s['tiles']}")
+    c2.metric("Pixels", f"{s['pixels'] / 1e6:,.1f} M")
+    c3.metric("To read", f"{s['bytes_to_read'] / 1e6:,.0f} MB")
+    est = s.get("estimated_seconds")
+    c4.metric("Model time", f"~{est:,.0f} s" if est is not None and est >= 1 else ("< 1 s" if est is not None else "n/a"))
+    dates = sorted({str(sc.datetime)[:10] for sc in prep.scenes if getattr(sc, "datetime", None)})
+    st.caption(f"{len(s['scenes'])} scene(s){' from ' + ', '.join(dates) if dates else ''} · grid {s['crs']} at "
+               f"{s['resolution_m']:g} m · tile {s['tile_size']} px · bands {', '.join(s['bands'])}")
+    return prep
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _cloud() -> float | None:
+    v = ss.get("cloud", 100)
+    return None if v is None or v >= 100 else float(v)
+
+
+def run_panel(cfg: Settings, card: Any, prep: Any, running: bool) -> None:
+    st.subheader("3 · Run")
+    label = f"Run {card.name}" if card is not None else "Run"
+    no_cluster = bool(cfg.scheduler) and cfg.runtime == "dask" and "error" in scheduler_info(cfg.scheduler)
+    st.button(label, key="run", type="primary", disabled=prep is None or running or no_cluster, on_click=start_run,
+              args=(cfg, prep), width="stretch")
+    if no_cluster:
+        st.caption("The Dask scheduler cannot be reached (see Compute in the sidebar).")
+    if ss.run_error:
+        st.error(ss.run_error)
+
+
+def start_run(cfg: Settings, prep: Any) -> None:
+    ss.run_error = None
+    try:
+        cfg.runs.mkdir(parents=True, exist_ok=True)
+        region = ss.region
+        out = jobs.unique_folder(cfg.runs, jobs.run_folder_name(prep.card.name, region))
+        workers = int(ss.get("workers")) if cfg.runtime == "dask" and not cfg.scheduler and ss.get("workers") else None
+        spec = jobs.JobSpec(
+            region=region, model=prep.card.name, out=out, catalog=cfg.catalog, start=_iso(ss.get("start")),
+            end=_iso(ss.get("end")), max_cloud=_cloud(), runtime=cfg.runtime, scheduler=cfg.scheduler, workers=workers,
+            resolution=float(prep.plan.resolution), truecolour=cfg.truecolour,
+        )
+        job = job_registry().start(spec, jobs.TileGrid.from_plan(prep.plan))
+    except OSError as exc:
+        ss.run_error = f"cannot start the run: the runs folder {cfg.runs} is not writable ({exc.strerror or exc})"
+        return
+    ss.job_id = job.id
+    ss.job_reported = None
+    ss.view_folder = None
+    ss.pop("det_table", None)
+
+
+def progress_text(snap: jobs.JobSnapshot) -> str:
+    parts = [f"{snap.done + snap.failed} of {snap.total} tiles"]
+    if snap.failed:
+        parts.append(f"{snap.failed} failed")
+    if snap.state == "running" and snap.eta_s is not None:
+        parts.append(f"about {fmt_seconds(snap.eta_s)} left")
+    parts.append(snap.phase)
+    return " · ".join(parts)
+
+
+def slots_for(snap: jobs.JobSnapshot) -> int:
+    if snap.spec.runtime in ("in-process", "local", "inprocess"):
+        return 1
+    if snap.spec.scheduler:
+        info = scheduler_info(snap.spec.scheduler)
+        return max(1, int(info.get("threads", 1)))
+    return max(1, snap.spec.workers or os.cpu_count() or 1)
+
+
+@st.fragment(run_every=POLL_S)
+def progress_box() -> None:
+    """Progress bar, ETA and cancel of the running job, refreshed every second; the whole page
+    reruns (and the tile map updates) only when a tile finishes or the job ends."""
+    job = job_registry().get(ss.job_id)
+    if job is None:
+        return
+    snap = job.snapshot()
+    if ss.get("job_sig") != job_sig(snap):  # the page last drew an older state
+        st.rerun()
+    st.progress(min(1.0, snap.fraction), text=progress_text(snap))
+    c1, c2 = st.columns([1, 4])
+    c1.button("Cancel run", key="cancel", on_click=job.cancel, disabled=snap.cancel_requested)
+    c2.caption(f"Output folder: `{snap.spec.out}` · {fmt_seconds(snap.elapsed_s)} so far"
+               + (" · cancelling after the tiles in flight…" if snap.cancel_requested else ""))
+
+
+def job_sig(snap: jobs.JobSnapshot) -> tuple[Any, ...]:
+    return (snap.id, snap.state, snap.done, snap.failed, snap.cancel_requested)
+
+
+def live_content(cfg: Settings, snap: jobs.JobSnapshot) -> map_view.MapContent:
+    content = base_content(cfg)
+    content.region = snap.spec.region
+    content.grid = snap.grid
+    content.tile_states = snap.states_with_running(slots_for(snap))
+    content.tile_errors = snap.tile_errors
+    content.legends = (tiles_legend(),)
+    return content
+
+
+def tiles_legend() -> rendering.Legend:
+    return rendering.Legend("Tiles", "classes", entries=tuple(
+        (map_view.TILE_COLOURS[s], map_view.TILE_LABELS[s]) for s in ("pending", "running", "done", "failed")))
+
+
+def report_job(cfg: Settings) -> None:
+    """Say once how the session's last job ended, and open its result."""
+    job = job_registry().get(ss.job_id)
+    if job is None:
+        return
+    snap = job.snapshot()
+    if snap.running:
+        return
+    if ss.job_reported != snap.id:
+        ss.job_reported = snap.id
+        if snap.state in ("done", "cancelled") and (snap.spec.out / "run.json").exists():
+            ss.view_folder = str(snap.spec.out)
+            ss.pop("det_table", None)
+    if snap.state == "failed":
+        st.error(f"The run failed: {snap.error}")
+        failed_tiles_table([{"row": r, "col": c, "key": k, "reason": snap.tile_errors[k]}
+                            for k, r, c in snap.grid.tiles if k in snap.tile_errors])
+    elif snap.state == "cancelled":
+        st.info(f"Run cancelled after {snap.done + snap.failed} of {snap.total} tiles; the finished tiles are shown.")
+    elif snap.state == "done":
+        msg = f"Run finished in {fmt_seconds(snap.elapsed_s)}: {snap.done} of {snap.total} tiles."
+        if snap.failed:
+            st.warning(msg + f" {snap.failed} tile(s) failed; see below.")
+        else:
+            st.success(msg)
+    for note in snap.notes:
+        st.caption(note)
+
+
+# -- map ------------------------------------------------------------------------------------
+
+
+def base_content(cfg: Settings) -> map_view.MapContent:
+    content = map_view.MapContent(assets=map_assets(), basemap=cfg.basemap)
+    preview = imagery_preview(cfg.catalog, str(cfg.runs)) if cfg.preview else None
+    if preview is not None and preview.state == "ready":
+        try:
+            content.preview = layer_image(str(preview.folder), imagery.LAYER, stamp(preview.folder / "run.json"))
+        except Exception:
+            log.exception("imagery preview could not be drawn")
+    content.extent_lonlat = catalog_extent(cfg.catalog, catalog_stamp(cfg.catalog))
+    return content
+
+
+def show_map(content: map_view.MapContent, *, key: str, interactive: bool) -> dict[str, Any] | None:
+    args = map_view.build_map(content)
+    return streamlit_folium.st_folium(
+        args.fig, key=key, height=map_view.MAP_HEIGHT, use_container_width=True,
+        returned_objects=["last_active_drawing", "all_drawings"] if interactive else [],
+        feature_group_to_add=args.feature_groups or None, layer_control=args.layer_control,
+        center=args.center, zoom=args.zoom,
+    )
+
+
+@st.fragment(run_every=3.0)
+def preview_watch(cfg: Settings) -> None:
+    """Rerun the page once the imagery preview is ready (it is made in the background)."""
+    preview = imagery_preview(cfg.catalog, str(cfg.runs))
+    if preview is not None and preview.state != "running":
+        st.rerun()
+
+
+def main_map(cfg: Settings, prep: Any, opened: Any, live: jobs.JobSnapshot | None) -> None:
+    """The one map of the page: planned tiles, the running job's tiles, or an opened run's results.
+
+    It keeps its place in the page and its base layers in every state, so streamlit-folium
+    updates it in place instead of reloading it."""
+    if live is not None:
+        content = live_content(cfg, live)
+    else:
+        content = base_content(cfg)
+        content.region = ss.region
+        if opened is not None:
+            fill_results(content, opened)
+        elif prep is not None:
+            content.grid = jobs.TileGrid.from_plan(prep.plan)
+    if not assets_ok(content.assets):
+        return
+    value = show_map(content, key="map", interactive=live is None)
+    if live is None and take_drawing(value):
+        st.rerun()
+
+
+def assets_ok(a: assets.MapAssets) -> bool:
+    if a.mode == "missing":
+        st.error("The map's JavaScript files are not installed (offline assets missing); run "
+                 "`python -m geoloom.ui.fetch_assets` (part of `make setup`) and reload the page.")
+        return False
+    return True
+
+
+# -- the page -------------------------------------------------------------------------------
+
+
+def main() -> None:
+    cfg = Settings.from_env()
+    init_state(cfg)
+    take_upload()
+    job = job_registry().get(ss.job_id)
+    live = job.snapshot() if job is not None else None
+    running = live is not None and live.running
+
+    st.title("geoloom")
+    st.caption("Draw or pick a region, pick a model, run it, and explore the result on the map.")
+    card = sidebar(cfg, running)
+
+    left, right = st.columns([3, 2], gap="medium")
+    with right:
+        region_panel(running)
+        prep = plan_panel(cfg, card)
+        run_panel(cfg, card, prep, running)
+    opened = None
+    with left:
+        with st.container():
+            if running:
+                ss.job_sig = job_sig(live)
+                progress_box()
+            else:
+                report_job(cfg)
+                opened = open_view()
+        if opened is not None:
+            with right:
+                layer_panel(opened)
+        main_map(cfg, prep, opened, live if running else None)
+        preview = imagery_preview(cfg.catalog, str(cfg.runs)) if cfg.preview else None
+        if preview is not None and preview.state == "running" and not running:
+            st.caption("Preparing the imagery preview for the map…")
+            preview_watch(cfg)
+    if opened is not None:
+        results_section(opened)
+
+
+__all__ = ["main", "Settings"]

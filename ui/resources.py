@@ -1,0 +1,189 @@
+"""Settings, cached resources and small helpers shared by the page's parts."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+import geoloom.workflows as gw
+
+from geoloom.ui import assets, imagery, jobs, regions, rendering
+
+log = logging.getLogger("geoloom.ui")
+
+ss = st.session_state
+MAX_MAP_DETECTIONS = 2000
+
+
+# -- settings and cached resources ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What ``geoloom ui`` passes through the environment."""
+
+    catalog: str
+    scheduler: str | None
+    runs: Path
+    runtime: str
+    basemap: str
+    preview: bool
+    truecolour: bool
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        flag = lambda name, default="1": env.get(name, default).strip().lower() not in ("0", "false", "no", "off")  # noqa: E731
+        return cls(
+            catalog=env.get("GEOLOOM_CATALOG") or str(gw.default_catalog()),
+            scheduler=env.get("GEOLOOM_SCHEDULER") or None,
+            runs=Path(env.get("GEOLOOM_RUNS") or "runs").expanduser().resolve(),
+            runtime=env.get("GEOLOOM_RUNTIME") or "dask",
+            basemap="none" if env.get("GEOLOOM_BASEMAP", "osm").lower() in ("none", "off", "0") else "osm",
+            preview=flag("GEOLOOM_UI_PREVIEW"),
+            truecolour=flag("GEOLOOM_UI_TRUECOLOUR"),
+        )
+
+
+@st.cache_resource(show_spinner=False)
+def job_registry() -> jobs.JobRegistry:
+    return jobs.JobRegistry()
+
+
+@st.cache_resource(show_spinner=False)
+def imagery_preview(catalog: str, runs: str) -> jobs.Preview | None:
+    """The catalog's coarse true-colour preview (started once per server, kept on disk)."""
+    plan = imagery.preview_plan(catalog)
+    if plan is None:
+        return None
+    preview = jobs.Preview(Path(runs) / ".imagery" / imagery.preview_key(catalog))
+    preview.start(plan["region"], catalog, plan["resolution"])
+    return preview
+
+
+@st.cache_resource(show_spinner=False)
+def model_cards() -> list[Any]:
+    return gw.list_cards()
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def prepared_run(region_json: str, model: str, catalog: str, start: str | None, end: str | None,
+                 max_cloud: float | None, catalog_stamp: float) -> Any:
+    """The dry-run plan (nothing read); errors are not cached and show again on the next run."""
+    region = region_from_json(region_json)
+    return gw.plan_run(region, model=model, catalog=catalog, start=start, end=end, max_cloud=max_cloud,
+                       max_area_km2=regions.MAX_AREA_KM2)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def layer_image(folder: str, layer: str, stamp: float) -> rendering.LayerImage:
+    return rendering.render_layer(folder, layer)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def detections_of(folder: str, stamp: float) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The detections as a table (highest score first) and as GeoJSON for the map (top ones)."""
+    gdf = gw.Run(Path(folder)).detections
+    if len(gdf) == 0:
+        empty = pd.DataFrame(columns=["id", "score", "class", "area_m2", "date", "scene", "west", "south", "east", "north"])
+        return empty, {"type": "FeatureCollection", "features": []}
+    gdf = gdf.sort_values("score", ascending=False).reset_index(drop=True)
+    dates = gdf["datetime"].astype(str).str.slice(0, 10) if "datetime" in gdf else ""
+    bounds = gdf.geometry.bounds
+    table = pd.DataFrame({
+        "id": gdf["id"].astype(str), "score": gdf["score"].astype(float).round(4), "class": gdf.get("class", ""),
+        "area_m2": gdf["area_m2"].astype(float).round(1), "date": dates, "scene": gdf.get("scene", ""),
+        "west": bounds["minx"], "south": bounds["miny"], "east": bounds["maxx"], "north": bounds["maxy"],
+    })
+    top = gdf.head(MAX_MAP_DETECTIONS)
+    features = []
+    for i, row in top.iterrows():
+        features.append({
+            "type": "Feature",
+            "geometry": row.geometry.__geo_interface__,
+            "properties": {"id": str(row["id"]), "score": f"{row['score']:.3f}", "area": f"{row['area_m2']:,.0f} m²",
+                           "date": str(table.at[i, "date"]), "scene": str(row.get("scene", "")),
+                           "class": str(row.get("class", ""))},
+        })
+    return table, {"type": "FeatureCollection", "features": features}
+
+
+@st.cache_resource(show_spinner=False, ttl=30)
+def scheduler_info(address: str) -> dict[str, Any]:
+    """Workers, threads and GPUs of a Dask scheduler (or the one-line reason it is unreachable)."""
+    try:
+        from distributed import Client
+
+        with Client(address, timeout="3s") as client:
+            workers = client.scheduler_info().get("workers", {})
+    except Exception as exc:  # unreachable or not a scheduler
+        return {"error": f"cannot reach the Dask scheduler at {address} ({type(exc).__name__}); "
+                         "start it, or fix the scheduler address (geoloom ui --scheduler)"}
+    gpus = sum(int((w.get("resources") or {}).get("GPU", 0)) for w in workers.values())
+    return {"workers": len(workers), "threads": sum(w.get("nthreads", 1) for w in workers.values()), "gpus": gpus}
+
+
+@st.cache_resource(show_spinner=False)
+def local_gpus() -> int:
+    try:
+        import torch
+
+        return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+    except Exception:
+        return 0
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def catalog_extent(catalog: str, stamp: float) -> tuple[float, float, float, float] | None:
+    return imagery.catalog_extent(catalog)
+
+
+def catalog_stamp(catalog: str) -> float:
+    return 0.0 if "://" in catalog else stamp(Path(catalog))
+
+
+def map_assets() -> assets.MapAssets:
+    return assets.map_assets(static_serving=bool(st.get_option("server.enableStaticServing")),
+                             base_path=str(st.get_option("server.baseUrlPath") or ""))
+
+
+def region_to_json(region: gw.Region) -> str:
+    return json.dumps(region.to_geojson(), sort_keys=True)
+
+
+def region_from_json(text: str) -> gw.Region:
+    feature = json.loads(text)
+    region = gw.Region.from_geojson(feature)
+    props = feature.get("properties", {})
+    return gw.Region(region.geometry, name=props.get("name", region.name), source=props.get("source", region.source))
+
+
+def stamp(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def unexpected(exc: BaseException, what: str) -> str:
+    log.exception("%s failed", what)
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{what} failed on an unexpected error ({type(exc).__name__}: {first}); the server log has the details"
+
+
+def fmt_seconds(s: float) -> str:
+    s = max(0, int(round(s)))
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
+
+
+def failed_tiles_table(rows: list[dict[str, Any]]) -> None:
+    if rows:
+        st.markdown("**Failed tiles and why:**")
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")

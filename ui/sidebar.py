@@ -1,0 +1,152 @@
+"""The sidebar: the model and its card, imagery filters, compute, and the run history."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+import geoloom.workflows as gw
+
+from geoloom.ui import history
+from geoloom.ui.resources import Settings, local_gpus, model_cards, scheduler_info, ss
+
+
+def sidebar(cfg: Settings, running: bool) -> Any:
+    cards = model_cards()
+    by_name = {c.name: c for c in cards}
+    with st.sidebar:
+        st.header("Model")
+        if not cards:
+            st.error("No model is installed; reinstall geoloom")
+            return None
+        if ss.get("model") not in by_name:
+            preferred = [n for n in ("marine-debris", gw.DEFAULT_MODEL) if n in by_name]
+            ss.model = preferred[0] if preferred else cards[0].name
+        st.selectbox("Model", list(by_name), key="model", disabled=running,
+                     format_func=lambda n: f"{by_name[n].title} ({n})")
+        card = by_name[ss.model]
+        model_card(card)
+
+        st.header("Imagery")
+        c1, c2 = st.columns(2)
+        c1.date_input("From", key="start", format="YYYY-MM-DD", disabled=running)
+        c2.date_input("To", key="end", format="YYYY-MM-DD", disabled=running)
+        st.slider("Cloud limit (%)", 0, 100, key="cloud", disabled=running,
+                  help="Scenes with more cloud cover than this are not used.")
+        st.caption(f"Catalog: `{cfg.catalog}`")
+
+        st.header("Compute")
+        compute_panel(cfg, card, running)
+
+        st.header("Run history")
+        history_panel(cfg, running)
+    return card
+
+
+def model_card(card: Any) -> None:
+    st.markdown(f"**{card.title}**")
+    st.write(card.description)
+    outputs = "; ".join(f"{o.name} ({o.kind}{': ' + o.description if o.description else ''})" for o in card.outputs)
+    lines = [
+        f"- **Looks at:** {card.imagery}, bands {', '.join(card.bands)}, at {card.resolution:g} m",
+        f"- **Gives:** {outputs}" + ("; and the objects it finds as polygons" if card.detection else ""),
+        "- **Runs on:** " + {"none": "CPU", "prefers": "a GPU when one is available, else CPU",
+                               "requires": "a GPU only"}.get(card.gpu, card.gpu),
+    ]
+    if card.threshold is not None:
+        lines.append(f"- **Threshold:** {card.threshold:g} on {card.score or card.primary}")
+    st.markdown("\n".join(lines))
+    if card.metrics:
+        st.markdown("**How good it is** (measured scores):")
+        st.dataframe(pd.DataFrame(flatten_metrics(card.metrics), columns=["score", "value"]), hide_index=True)
+    else:
+        st.caption("No measured scores are recorded for this model: check its detections before trusting them.")
+    if card.training:
+        st.caption("Trained/evaluated on: " + "; ".join(f"{k}: {v}" for k, v in flatten_metrics(card.training)))
+    with st.expander("Full model card"):
+        st.code(gw.card_text(card), language=None)
+
+
+def flatten_metrics(metrics: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    for k, v in metrics.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            rows += flatten_metrics(v, prefix=f"{name} / ")
+        elif isinstance(v, float):
+            rows.append((name, f"{v:.3g}"))
+        else:
+            rows.append((name, str(v)))
+    return rows
+
+
+def compute_panel(cfg: Settings, card: Any, running: bool) -> None:
+    if cfg.runtime in ("in-process", "local", "inprocess"):
+        st.markdown("Runs **inside the app's process**, one tile at a time (GEOLOOM_RUNTIME=in-process).")
+        gpus = 0
+    elif cfg.scheduler:
+        info = scheduler_info(cfg.scheduler)
+        if "error" in info:
+            st.error(info["error"])
+            return
+        gpus = info["gpus"]
+        st.markdown(f"**Dask scheduler** at `{cfg.scheduler}`: {info['workers']} worker(s), "
+                    f"{info['threads']} thread(s), {gpus} GPU(s).")
+    else:
+        cpus = os.cpu_count() or 1
+        gpus = local_gpus()
+        st.number_input("Workers", min_value=1, max_value=max(64, cpus), value=cpus, key="workers", disabled=running,
+                        help="Worker processes of the local Dask cluster started for the run.")
+        st.markdown(f"A **local Dask cluster** on this machine: {ss.get('workers', cpus)} worker(s), "
+                    f"{gpus} GPU(s) ({cpus} CPU cores).")
+    if card is not None and card.gpu == "requires" and gpus == 0:
+        st.warning(f"{card.name} needs a GPU and none is available here; pick another model or connect a GPU cluster.")
+    elif card is not None and card.gpu == "prefers" and gpus == 0:
+        st.caption(f"{card.name} prefers a GPU; without one it runs on the CPU, more slowly.")
+
+
+def history_panel(cfg: Settings, running: bool) -> None:
+    entries = history.list_runs(cfg.runs)
+    if not entries:
+        st.caption(f"No runs yet in `{cfg.runs}`.")
+        return
+    labels = {str(e.folder): e.label for e in entries}
+    st.selectbox("Previous runs", list(labels), key="history_pick", index=None, format_func=labels.get,
+                 placeholder="Pick a run to open")
+    st.button("Open run", key="open_run", on_click=open_from_history, disabled=running or not ss.get("history_pick"))
+
+
+def open_from_history() -> None:
+    folder = Path(ss.history_pick)
+    region = history.region_of(folder)
+    if region is not None:
+        ss.region = region
+        ss.region_error = None
+    try:
+        params = history.read_request(folder).get("parameters", {})
+    except (OSError, ValueError):
+        params = {}
+    names = {c.name for c in model_cards()}
+    if params.get("model") in names:
+        ss.model = params["model"]
+    ss.start = _date(params.get("start"))
+    ss.end = _date(params.get("end"))
+    ss.cloud = int(params["max_cloud"]) if params.get("max_cloud") is not None else 100
+    ss.view_folder = str(folder)
+    ss.job_id = None
+    ss.run_error = None
+    ss.pop("det_table", None)
+
+
+def _date(value: Any) -> Any:
+    try:
+        return dt.date.fromisoformat(str(value)[:10]) if value else None
+    except ValueError:
+        return None
+
+
