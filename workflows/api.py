@@ -134,6 +134,7 @@ def detect(
     overwrite: bool = False,
     progress: Callable[[Progress], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
+    on_cluster: Callable[[Any], None] | None = None,
     max_area_km2: float = 50_000,
 ) -> Run:
     """Run a model over a region and return the published run.
@@ -146,15 +147,16 @@ def detect(
                    max_cloud=max_cloud, tile_size=tile_size, resolution=resolution, crs=crs, retries=retries,
                    max_area_km2=max_area_km2)
     return _run(req, runtime=runtime, cluster=cluster, workers=workers, resume=resume, overwrite=overwrite,
-                progress=progress, cancelled=cancelled)
+                progress=progress, cancelled=cancelled, on_cluster=on_cluster)
 
 
-def _run(req: RunRequest, *, runtime, cluster, workers, resume, overwrite, progress, cancelled=None) -> Run:
+def _run(req: RunRequest, *, runtime, cluster, workers, resume, overwrite, progress, cancelled=None, on_cluster=None) -> Run:
     prepared = prepare(req)
     client = cluster if cluster is not None and not isinstance(cluster, str) else None
     scheduler = cluster if isinstance(cluster, str) else None
     folder = execute(prepared, runtime=runtime, scheduler=scheduler, client=client, workers=workers,
-                     resume=resume, overwrite=overwrite, progress=progress, cancelled=cancelled or (lambda: False))
+                     resume=resume, overwrite=overwrite, progress=progress, cancelled=cancelled or (lambda: False),
+                     on_cluster=on_cluster)
     return Run(folder)
 
 
@@ -182,6 +184,7 @@ def map_tiles(
     resume: bool = False,
     overwrite: bool = False,
     progress: Callable[[Progress], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
     max_area_km2: float = 50_000,
 ) -> Run:
     """Run your own function on every tile (bands as variables, ``halo`` pixels of context included)
@@ -202,4 +205,5 @@ def map_tiles(
     spec = ModelSpec(card.name, {}, instance=FunctionModel(fn, card))
     req = _request(region, spec, catalog=catalog, out=out, start=start, end=end, max_cloud=max_cloud,
                    tile_size=tile_size, resolution=resolution, crs=crs, retries=retries, max_area_km2=max_area_km2)
-    return _run(req, runtime=runtime, cluster=cluster, workers=workers, resume=resume, overwrite=overwrite, progress=progress)
+    return _run(req, runtime=runtime, cluster=cluster, workers=workers, resume=resume, overwrite=overwrite,
+                progress=progress, cancelled=cancelled)
