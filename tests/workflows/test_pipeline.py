@@ -133,3 +133,22 @@ def test_python_snippet_api_returns_lazy_dataset_and_ledger(sample_catalog, tmp_
     assert ds.rio.crs is not None and "ndwi" in ds and "water" in ds
     assert set(run.ledger["state"]) == {"done"}
     assert open_run(run.folder).manifest["id"] == run.manifest["id"]
+
+
+def test_objects_cut_by_tile_borders_are_merged_into_one_row(sample_catalog, tmp_path):
+    small = detect("sample-bay", model="fdi", catalog=sample_catalog, out=tmp_path / "t32", runtime="in-process", tile_size=32)
+    whole = detect("sample-bay", model="fdi", catalog=sample_catalog, out=tmp_path / "t512", runtime="in-process", tile_size=512)
+    assert small.tiles["total"] > 50 and whole.tiles["total"] == 1
+    a, b = small.detections, whole.detections
+    assert len(a) == len(b) > 0
+    assert a["area_m2"].sum() == pytest.approx(b["area_m2"].sum(), rel=1e-6)
+    ua, ub = a.to_crs(32630).geometry.union_all(), b.to_crs(32630).geometry.union_all()
+    assert ua.symmetric_difference(ub).area < 1.0  # m2: float noise, against pixels of 100 m2
+
+
+def test_output_crs_and_resolution_options(sample_catalog, tmp_path):
+    run = detect("zone-border", model="water", catalog=sample_catalog, out=tmp_path / "r", runtime="in-process",
+                 crs="EPSG:32631", resolution=20)
+    with rasterio.open(run.path("result.tif")) as src:
+        assert src.crs.to_epsg() == 32631 and src.res == (20.0, 20.0)
+    assert run.ok
