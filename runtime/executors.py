@@ -137,37 +137,41 @@ class DaskExecutor:
         )
 
     def imap_unordered(self, fn, items, *args, key, resources=None, cancelled=lambda: False) -> Iterator[Outcome]:
+        """Submit in batches (one message each), keep a bounded number in flight, gather as they finish."""
         from distributed import as_completed
 
         nonce = uuid.uuid4().hex[:6]
-        window = max(8, 4 * max(1, len(self.client.scheduler_info().get("workers", {}))))
+        workers = max(1, len(self.client.scheduler_info().get("workers", {})))
+        window = max(64, 32 * workers)
         it = iter(items)
-        by_future: dict[Any, Any] = {}
+        by_key: dict[str, Any] = {}
+        shared = [self.client.scatter(a, broadcast=True, hash=False) if not isinstance(a, (int, float, str)) else a for a in args]
 
-        def submit_next() -> Any | None:
-            item = next(it, None)
-            if item is None:
-                return None
-            fut = self.client.submit(fn, item, *args, key=f"{key(item)}-{nonce}", resources=resources, pure=False)
-            by_future[fut] = item
-            return fut
+        def submit_batch(n: int) -> list[Any]:
+            batch = [item for _, item in zip(range(n), it)]
+            if not batch:
+                return []
+            keys = [f"{key(item)}-{nonce}" for item in batch]
+            by_key.update(zip(keys, batch))
+            return self.client.map(fn, batch, *[[a] * len(batch) for a in shared], key=keys, resources=resources, pure=False)
 
-        first = [f for f in (submit_next() for _ in range(window)) if f is not None]
-        ac = as_completed(first)
-        for fut in ac:
-            item = by_future.pop(fut)
+        ac = as_completed(submit_batch(window), with_results=True, raise_errors=False)
+        in_flight = len(by_key)
+        for fut, result in ac:
+            item = by_key.pop(fut.key)
+            in_flight -= 1
             if cancelled():
-                for other in list(by_future):
+                for other in list(ac.futures):
                     other.cancel()
                 return
-            try:
-                yield Outcome(item, fut.result())
-            except Exception as exc:
-                yield Outcome(item, error=exc)
-            fut.release()
-            nxt = submit_next()
-            if nxt is not None:
-                ac.add(nxt)
+            if fut.status == "error" or isinstance(result, BaseException):
+                yield Outcome(item, error=result if isinstance(result, BaseException) else RuntimeError(str(result)))
+            else:
+                yield Outcome(item, result)
+            if in_flight < window // 2:
+                more = submit_batch(window - in_flight)
+                in_flight += len(more)
+                ac.update(more)
 
     def close(self) -> None:
         if self._own_client:
