@@ -29,7 +29,8 @@ pytestmark = [
                        reason="Debian's chromium is not installed (apt-get install chromium); CI installs it"),
 ]
 # screenshots are test artifacts; GEOLOOM_UPDATE_DOCS=1 also refreshes the README's pictures
-SHOTS = (REPO / "test-artifacts" / "ui",) + ((REPO / "docs" / "img",) if os.environ.get("GEOLOOM_UPDATE_DOCS") == "1" else ())
+ARTIFACTS = REPO / "test-artifacts" / "ui"
+DOCS_IMG = REPO / "docs" / "img" if os.environ.get("GEOLOOM_UPDATE_DOCS") == "1" else None
 DRAWN_BBOX = (-0.054, 5.618, -0.027, 5.645)  # the sample bay (its preset's box): one tile
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
@@ -81,8 +82,8 @@ def server(ui_catalog: Path, tmp_path: Path):
     finally:
         stop(proc)
         log.close()
-        SHOTS[1].mkdir(parents=True, exist_ok=True)
-        shutil.copy(tmp_path / "ui.log", SHOTS[1] / "ui-server.log")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp_path / "ui.log", ARTIFACTS / "ui-server.log")
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -105,11 +106,11 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def shot(page, name: str) -> None:
-    for folder in SHOTS:
-        folder.mkdir(parents=True, exist_ok=True)
-    path = SHOTS[0] / f"ui-{name}.png"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"ui-{name}.png"
     page.screenshot(path=str(path))
-    shutil.copy(path, SHOTS[1] / path.name)
+    if DOCS_IMG is not None:
+        shutil.copy(path, DOCS_IMG / path.name)
 
 
 def map_point(page, frame, lon: float, lat: float) -> tuple[float, float]:
@@ -216,8 +217,8 @@ def test_draw_run_and_see_the_result(server):
             time.sleep(1.5)
             assert page.locator("[data-testid='stMarkdownContainer']", has_text="drawn area").first.inner_text() == region_text
         except Exception:
-            SHOTS[1].mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SHOTS[1] / "ui-failure.png"))
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "ui-failure.png"))
             raise
         finally:
             browser.close()
