@@ -186,6 +186,37 @@ def models_show(name) -> None:
     click.echo(card_text(get_card(name)))
 
 
+@models.command("train")
+@click.argument("name", type=click.Choice(["marine-debris"]))
+@click.option("--out", type=click.Path(file_okay=False), default="marine-debris-model", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--epochs", type=click.IntRange(1, 200), default=6, show_default=True)
+@click.option("--install", is_flag=True, help="Also replace the packaged weights and card with the new ones.")
+@user_errors
+def models_train(name, out, seed, epochs, install) -> None:
+    """Train a model on generated scenes (deterministic for a seed)."""
+    from geoloom.workflows.training import train_marine_debris
+
+    def progress(stage: str, done: int, total: int) -> None:
+        click.echo(f"\r{stage}: {done}/{total}", err=True, nl=done >= total)
+
+    click.echo(str(train_marine_debris(out, seed=seed, epochs=epochs, progress=progress, install=install)))
+
+
+@models.command("eval")
+@click.argument("name")
+@click.option("--catalog", "catalogs", multiple=True, metavar="PATH", help="Catalog(s) with label rasters (default: the sample catalog).")
+@click.option("--threshold", type=float, default=None, help="Detection threshold (default: the card's).")
+@user_errors
+def models_eval(name, catalogs, threshold) -> None:
+    """Pixel precision, recall, F1, IoU and object recall of a model against label rasters."""
+    from geoloom.workflows.runs import default_catalog
+    from geoloom.workflows.training import evaluate
+
+    result = evaluate(name, list(catalogs) or [str(default_catalog())], threshold=threshold)
+    click.echo(json.dumps(result, indent=2, default=str))
+
+
 @cli.command()
 def regions() -> None:
     """List region presets and gazetteer places."""

@@ -14,6 +14,7 @@ import shutil
 import sysconfig
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,13 @@ from typing import Any
 import numpy as np
 
 from geoloom.platform.bands import REFLECTANCE_BANDS, band_info
-from geoloom.platform.classes import DEBRIS, FOAM, HARD_NEGATIVES, LABEL_CLASSES, SARGASSUM, SHIP, TURBID
+from geoloom.platform.classes import (
+    CLOUD, CLOUD_SHADOW, DEBRIS, FOAM, HARD_NEGATIVES, LABEL_CLASSES, SARGASSUM, SHIP, TURBID,
+)
 
 __all__ = [
-    "EVAL_SEEDS", "TRAIN_SEED0", "VAL_SEEDS", "evaluate", "heldout_report", "pixel_scores",
-    "train_marine_debris",
+    "EVAL_SEEDS", "TRAIN_SEED0", "VAL_SEEDS", "add_turbidity", "comparison_figure", "evaluate", "heldout_report",
+    "install_marine_debris", "pixel_scores", "scores_table", "train_marine_debris",
 ]
 
 #: Progress callback: (stage, done, total).
@@ -35,10 +38,12 @@ TRAIN_SEED0 = 1000
 VAL_SEEDS = range(500, 600)
 EVAL_SEEDS = (0, 1, 2, 3)
 
-PATCH = 128
+PATCH = 96
 #: Crop origins on multiples of 6 keep the 20 m and 60 m pixel blocks whole inside a patch.
 BLOCK = 6
-_COARSE = {res: [i for i, b in enumerate(REFLECTANCE_BANDS) if band_info(b).resolution_m == res] for res in (20, 60)}
+_BY_RES = {res: [i for i, b in enumerate(REFLECTANCE_BANDS) if band_info(b).resolution_m == res]
+           for res in (10, 20, 60)}
+_COARSE = {res: _BY_RES[res] for res in (20, 60)}
 _HARD = (FOAM, SARGASSUM, SHIP, TURBID)
 
 
@@ -65,9 +70,50 @@ def bilinear_coarse_bands(x: np.ndarray) -> np.ndarray:
     return out.numpy()
 
 
-def _scenes(seeds: Sequence[int], size: int, *, bilinear: bool, progress: ProgressFn | None, stage: str
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """Generated scenes as (n, 12, size, size) float16 reflectance and (n, size, size) uint8 labels."""
+
+#: Share of each labelled pixel that is open water, which a sediment plume can make turbid.
+_CLEAR_WATER = np.zeros(256, dtype=np.float32)
+for _code, _share in {1: 1.0, 2: 0.6, 3: 0.4, 4: 0.3, 5: 0.5, 7: 0.35, 8: 1.0}.items():
+    _CLEAR_WATER[_code] = _share
+
+
+def add_turbidity(x: np.ndarray, labels: np.ndarray, rng: np.random.Generator, *, strength: float,
+                  nodes: int = 3) -> None:
+    """Lay a smooth sediment plume over one scene or patch (12, h, w) in place: part of each
+    pixel's open water becomes turbid water, mixed as the generator mixes endmembers (the
+    20 m and 60 m bands take the plume averaged over their pixel). ``x`` holds the coarse
+    bands repeated onto the 10 m grid in blocks starting at (0, 0)."""
+    import torch
+    import torch.nn.functional as F
+
+    from geoloom.platform.spectra import ENDMEMBERS
+
+    h, w = labels.shape
+    field = torch.from_numpy(rng.random((1, 1, nodes, nodes)).astype(np.float32))
+    field = F.interpolate(field, size=(h, w), mode="bilinear", align_corners=True)[0, 0].numpy()
+    turb = strength * np.clip(1.6 * field - 0.3, 0.0, 1.0) * _CLEAR_WATER[labels]
+    delta = (ENDMEMBERS["turbid"] - ENDMEMBERS["water"]).astype(np.float32)
+    for res, idx in _BY_RES.items():
+        t = _block_mean(turb, res // 10)
+        x[idx] += delta[idx, None, None] * t[None]
+
+
+def _block_mean(a: np.ndarray, k: int) -> np.ndarray:
+    """Mean over k x k blocks from (0, 0), repeated back to a's shape (edge blocks may be partial)."""
+    if k == 1:
+        return a
+    h, w = a.shape
+    ph, pw = -h % k, -w % k
+    total = np.pad(a, ((0, ph), (0, pw)))
+    count = np.pad(np.ones_like(a), ((0, ph), (0, pw)))
+    s = total.reshape((h + ph) // k, k, (w + pw) // k, k).sum(axis=(1, 3))
+    n = count.reshape((h + ph) // k, k, (w + pw) // k, k).sum(axis=(1, 3))
+    return np.repeat(np.repeat(s / n, k, axis=0), k, axis=1)[:h, :w].astype(np.float32)
+
+def _scenes(seeds: Sequence[int], size: int, *, bilinear: bool, progress: ProgressFn | None, stage: str,
+            plumes: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Generated scenes as (n, 12, size, size) float16 reflectance and (n, size, size) uint8 labels;
+    ``plumes``: every other scene under a sediment plume (see :func:`add_turbidity`)."""
     from geoloom.platform.scenes import synthesize_scene
 
     xs = np.empty((len(seeds), len(REFLECTANCE_BANDS), size, size), dtype=np.float16)
@@ -75,6 +121,8 @@ def _scenes(seeds: Sequence[int], size: int, *, bilinear: bool, progress: Progre
     for i, s in enumerate(seeds):
         bands, labels = synthesize_scene(int(s), (size, size))
         x = np.stack([bands[b] for b in REFLECTANCE_BANDS])[None]
+        if plumes and i % 2:
+            add_turbidity(x[0], labels, np.random.default_rng([int(s), 0x7B]), strength=0.9, nodes=4)
         xs[i] = bilinear_coarse_bands(x)[0] if bilinear else x[0]
         ys[i] = labels
         _tick(progress, stage, i + 1, len(seeds))
@@ -83,8 +131,9 @@ def _scenes(seeds: Sequence[int], size: int, *, bilinear: bool, progress: Progre
 
 class PatchSampler:
     """Random training patches: centred on debris, on hard negatives (foam, Sargassum, ships,
-    turbid water) or anywhere, with flips, 90 degree rotations, brightness, noise and the
-    resampling a warped read applies. One numpy generator, so a seed fixes every batch."""
+    turbid water) or anywhere, with sediment plumes laid over some, flips, 90 degree rotations,
+    brightness, noise and the resampling a warped read applies. One numpy generator, so a seed
+    fixes every batch."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator, *, patch: int = PATCH,
                  p_debris: float = 0.5, p_hard: float = 0.3) -> None:
@@ -121,7 +170,10 @@ class PatchSampler:
         for k in range(n):
             i, top, left = self._crop()
             xb[k] = self.x[i, :, top:top + p, left:left + p]
-            yb[k] = self.y[i, top:top + p, left:left + p] == DEBRIS
+            labels = self.y[i, top:top + p, left:left + p]
+            yb[k] = labels == DEBRIS
+            if rng.random() < 0.35:  # a sediment plume over the patch
+                add_turbidity(xb[k], labels, rng, strength=float(rng.uniform(0.2, 1.0)))
         # resampling: half the patches get bilinear 20/60 m bands, some a sub-pixel shift (reprojection)
         resample = rng.random(n) < 0.5
         if resample.any():
@@ -176,8 +228,6 @@ def _best_threshold(prob: np.ndarray, target: np.ndarray) -> tuple[float, dict[s
 
 def _validate(net: Any, x: np.ndarray, y: np.ndarray) -> tuple[float, dict[str, float], dict[str, float]]:
     """Best threshold, scores there and an FDI-baseline comparison on the validation scenes."""
-    import torch
-
     from geoloom.platform.models.indices import FDIModel, fdi, normalized_difference
     from geoloom.platform.models.marine_debris import infer
 
@@ -249,7 +299,8 @@ def _fit(xt: np.ndarray, yt: np.ndarray, xv: np.ndarray, yv: np.ndarray, *, seed
         history.append({"epoch": epoch + 1, "loss": round(float(np.mean(losses)), 4), "val_f1": scores["f1"],
                         "val_threshold": threshold})
         if best is None or scores["f1"] > best[0]:
-            best = (scores["f1"], epoch + 1, threshold, scores, {k: v.detach().clone() for k, v in net.state_dict().items()})
+            state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            best = (scores["f1"], epoch + 1, threshold, scores, state)
     assert best is not None
     net.load_state_dict(best[4])
     net = net.cpu().eval()
@@ -263,11 +314,11 @@ def train_marine_debris(
     epochs: int = 6,
     progress: ProgressFn | None = None,
     *,
-    steps_per_epoch: int = 150,
-    batch_size: int = 16,
+    steps_per_epoch: int = 100,
+    batch_size: int = 12,
     patch: int = PATCH,
-    train_scenes: int = 360,
-    val_scenes: int = 48,
+    train_scenes: int = 160,
+    val_scenes: int = 32,
     scene_size: int = 384,
     lr: float = 3e-3,
     pos_weight: float = 3.0,
@@ -286,7 +337,7 @@ def train_marine_debris(
     import torch
 
     from geoloom.platform.models.card import file_sha256
-    from geoloom.platform.models.marine_debris import CARD_FILE, CHANNELS, HALO, WEIGHTS_FILE
+    from geoloom.platform.models.marine_debris import CHANNELS, HALO
 
     if train_scenes < 1 or val_scenes < 1 or epochs < 1 or steps_per_epoch < 1:
         raise ValueError("train_scenes, val_scenes, epochs and steps_per_epoch must be at least 1")
@@ -298,7 +349,7 @@ def train_marine_debris(
         raise ValueError(f"at most {len(VAL_SEEDS)} validation scenes")
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     torch.use_deterministic_algorithms(True, warn_only=True)
     if threads:
         torch.set_num_threads(threads)
@@ -307,7 +358,8 @@ def train_marine_debris(
     train_seeds = list(range(TRAIN_SEED0, TRAIN_SEED0 + train_scenes))
     val_seeds = list(VAL_SEEDS)[:val_scenes]
     xt, yt = _scenes(train_seeds, scene_size, bilinear=False, progress=progress, stage="training scenes")
-    xv, yv = _scenes(val_seeds, scene_size, bilinear=True, progress=progress, stage="validation scenes")
+    xv, yv = _scenes(val_seeds, scene_size, bilinear=True, progress=progress, stage="validation scenes",
+                     plumes=True)
     t_data = time.perf_counter() - t_start
 
     fit = _fit(xt, yt, xv, yv, seed=seed, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
@@ -317,7 +369,7 @@ def train_marine_debris(
     fused = net.fused().to(memory_format=torch.contiguous_format)
     weights = out / "marine-debris.pt"
     torch.save({k: v.contiguous() for k, v in fused.state_dict().items()}, weights)
-    seconds = time.perf_counter() - t_start
+    seconds, cpu_seconds = time.perf_counter() - t_start, time.process_time() - cpu_start
     data = {
         "version": "1",
         "threshold": threshold,
@@ -326,15 +378,17 @@ def train_marine_debris(
         "training": {
             "data": (f"{train_scenes} generated scenes of {scene_size}x{scene_size} px at 10 m "
                      f"(synthesize_scene seeds {train_seeds[0]}-{train_seeds[-1]}); validation {val_scenes} scenes "
-                     f"(seeds {val_seeds[0]}-{val_seeds[-1]}) read as the platform reads them (bilinear 20/60 m bands)"),
+                     f"(seeds {val_seeds[0]}-{val_seeds[-1]}, every other one under a sediment plume) read as the "
+                     "platform reads them (bilinear 20/60 m bands)"),
             "architecture": {"kind": "U-Net, 2 poolings, 3x3 convolutions, 1x1 skip fusion", "channels": list(CHANNELS),
                              "parameters": int(sum(p.numel() for p in fused.parameters())),
                              "receptive_field_px": _rf(), "halo_px": HALO},
             "patches": (f"{patch}x{patch} px: 50% centred on debris, 30% on foam/Sargassum/ships/turbid water, "
                         "20% anywhere"),
-            "augmentation": ("8 flips/rotations; brightness x0.9-1.1 and per-band gain x0.97-1.03; Gaussian noise "
-                             "sigma 0-0.0015; bilinear 20/60 m bands (50%); sub-pixel shift (25%); sub-pixel "
-                             "debris from the generator's fractional mixing"),
+            "augmentation": ("sediment plumes (35%: a smooth field turns part of the open water turbid, "
+                             "the generator's endmember mixing); 8 flips/rotations; brightness x0.9-1.1 and "
+                             "per-band gain x0.97-1.03; Gaussian noise sigma 0-0.0015; bilinear 20/60 m bands "
+                             "(50%); sub-pixel shift (25%); sub-pixel debris from the generator's fractional mixing"),
             "loss": f"BCE (positive weight {pos_weight}) + soft Dice",
             "optimizer": f"AdamW lr {lr} one-cycle, weight decay 1e-4, batch {batch_size}, "
                          f"{epochs} epochs x {steps_per_epoch} steps",
@@ -343,7 +397,9 @@ def train_marine_debris(
             "seed": seed,
             "threads": n_threads,
             "seconds": round(seconds, 1),
+            "cpu_seconds": round(cpu_seconds, 1),
             "data_seconds": round(t_data, 1),
+            "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
             "machine": f"{sysconfig.get_platform()}, {os.cpu_count()} cores, torch {torch.__version__}",
             "date": dt.date.today().isoformat(),
         },
@@ -352,18 +408,29 @@ def train_marine_debris(
     }
     (out / "marine-debris.json").write_text(json.dumps(data, indent=2) + "\n")
     if install:
-        WEIGHTS_FILE.parent.mkdir(parents=True, exist_ok=True)
-        CARD_FILE.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(weights, WEIGHTS_FILE)
-        old = json.loads(CARD_FILE.read_text()) if CARD_FILE.exists() else {}
-        if "mpx_per_s" in old:
-            data["mpx_per_s"] = old["mpx_per_s"]
-        data["weights"] = WEIGHTS_FILE.name
-        CARD_FILE.write_text(json.dumps(data, indent=2) + "\n")
-        from geoloom.platform.models import registry
-
-        registry.refresh()
+        install_marine_debris(out)
     return weights
+
+
+def install_marine_debris(folder: str | Path) -> Path:
+    """Make the model trained into ``folder`` the package's ``marine-debris`` (weights and card
+    data). Held-out scores belong to the old weights and are dropped (run ``heldout_report``);
+    the measured throughput belongs to the architecture and is kept."""
+    from geoloom.platform.models import registry
+    from geoloom.platform.models.marine_debris import CARD_FILE, WEIGHTS_FILE
+
+    folder = Path(folder)
+    data = json.loads((folder / "marine-debris.json").read_text())
+    WEIGHTS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    CARD_FILE.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(folder / data["weights"], WEIGHTS_FILE)
+    old = json.loads(CARD_FILE.read_text()) if CARD_FILE.exists() else {}
+    if "mpx_per_s" in old:
+        data["mpx_per_s"] = old["mpx_per_s"]
+    data["weights"] = WEIGHTS_FILE.name
+    CARD_FILE.write_text(json.dumps(data, indent=2) + "\n")
+    registry.refresh()
+    return WEIGHTS_FILE
 
 
 def _rf() -> int:
@@ -419,7 +486,10 @@ def _summary(counts: list[dict[str, Any]]) -> dict[str, Any]:
     rates = {name: round(float(fp_codes[code]) / float(px_codes[code]), 5) if px_codes[code] else None
              for code, name in LABEL_CLASSES.items() if code != DEBRIS}
     out = pixel_scores(tp, fp, fn)
+    fp_clear = fp - int(fp_codes[CLOUD]) - int(fp_codes[CLOUD_SHADOW])
     out.update({
+        "cloud_free": {**pixel_scores(tp, fp_clear, fn),
+                       "note": "false positives on labelled cloud and cloud shadow left out"},
         "object_recall": round(hit / objects, 4) if objects else 0.0,
         "objects": objects, "objects_hit": hit, "tp": tp, "fp": fp, "fn": fn,
         "pixels": sum(c["pixels"] for c in counts),
@@ -449,13 +519,16 @@ def evaluate(
     *,
     threshold: float | None = None,
     workdir: str | Path | None = None,
+    runtime: str = "in-process",
+    workers: int | None = None,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """Score a model's detections against the label rasters of a generated catalog.
 
     For each acquisition date the model runs through the real pipeline (``detect`` over the
-    footprint of that date's scenes, in-process); its detection layer is compared with the
-    scenes' ``labels`` assets read onto the run grid with nearest resampling. Returns pixel
+    footprint of that date's scenes; ``runtime`` and ``workers`` as for ``detect``); its
+    detection layer is compared with the scenes' ``labels`` assets read onto the run grid with
+    nearest resampling. Returns pixel
     precision, recall, F1 and IoU for debris, object recall (share of 4-connected labelled
     debris objects with at least one detected pixel) and false positives by label class.
     """
@@ -464,28 +537,34 @@ def evaluate(
     from odc.geo.geobox import GeoBox
     from affine import Affine
 
+    from geoloom.platform.errors import CatalogError, ModelError, RunError
     from geoloom.platform.models.registry import get_card
     from geoloom.workflows.api import detect
 
     catalogs = [catalog] if isinstance(catalog, (str, Path)) else list(catalog)
     card = get_card(model_name)
     if card.detection is None:
-        raise ValueError(f"model {model_name} has no detection layer to score; pick a detector such as marine-debris")
+        raise ModelError(f"model {model_name} has no detection layer to score; pick a detector such as marine-debris")
     own_tmp = workdir is None
     work = Path(tempfile.mkdtemp(prefix="geoloom-eval-")) if own_tmp else Path(workdir)
     counts, runs = [], []
     jobs = [(c, d, items) for c in catalogs for d, items in _catalog_dates(c).items()]
     if not jobs:
-        raise ValueError(f"no scene with a labels asset in {catalogs}; evaluate on a catalog from 'geoloom sample-data'")
+        raise CatalogError(f"no scene with a labels asset in {', '.join(map(str, catalogs))}; "
+                           "evaluate on a catalog from 'geoloom sample-data'")
     t0 = time.perf_counter()
     try:
         for k, (cat, day, items) in enumerate(jobs):
             region = shapely.ops.unary_union([shapely.geometry.shape(i.geometry) for i in items])
             out = work / f"{k:02d}-{card.name}-{day}"
-            run = detect(region, model=model_name, catalog=cat, out=out, start=day, end=day, threshold=threshold,
-                         runtime="in-process", overwrite=True, retries=0)
+            with warnings.catch_warnings():  # "prefers a GPU but none is available": expected here
+                warnings.filterwarnings("ignore", message=".*prefers a GPU.*")
+                run = detect(region, model=model_name, catalog=cat, out=out, start=day, end=day, threshold=threshold,
+                             runtime=runtime, workers=workers, overwrite=True, retries=0)
             if not run.ok:
-                raise RuntimeError(f"the evaluation run {out} has failed tiles: {run.failed_tiles[:1]}")
+                reason = run.failed_tiles[0]["error"] if run.failed_tiles else "tiles missing"
+                raise RunError(f"the evaluation run {out} is incomplete ({reason}); "
+                               "check the catalog's files and run the evaluation again")
             request = json.loads((out / "request.json").read_text())
             plan = request["plan"]
             geobox = GeoBox(tuple(plan["shape_yx"]), Affine(*plan["transform"][:6]), plan["crs"])
@@ -522,10 +601,13 @@ def heldout_report(
     models: Sequence[str] = ("marine-debris", "fdi"),
     workdir: str | Path | None = None,
     card_file: str | Path | None = None,
+    runtime: str = "in-process",
+    workers: int | None = None,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``models`` side by side on held-out catalogs and record the scores in the
-    marine-debris card data. Without ``catalogs`` the sample catalogs of seeds 0-3 are generated."""
+    marine-debris card data (replacing those of the same models). Without ``catalogs`` the
+    sample catalogs of seeds 0-3 are generated."""
     from geoloom.platform.models import registry
     from geoloom.platform.models.marine_debris import CARD_FILE
     from geoloom.platform.sampledata import generate_sample_data
@@ -542,7 +624,8 @@ def heldout_report(
                     generate_sample_data(target, seed=s, size="small")
                 catalogs.append(cat)
                 _tick(progress, "held-out catalogs", len(catalogs), len(EVAL_SEEDS))
-        results = {m: evaluate(m, catalogs, workdir=work / "runs", progress=progress) for m in models}
+        results = {m: evaluate(m, catalogs, workdir=work / "runs", runtime=runtime, workers=workers, progress=progress)
+                   for m in models}
     finally:
         if own_tmp:
             shutil.rmtree(work, ignore_errors=True)
@@ -557,14 +640,126 @@ def heldout_report(
     }
     path = Path(card_file) if card_file else CARD_FILE
     data = json.loads(path.read_text()) if path.exists() else {}
-    data.setdefault("metrics", {})["held_out"] = report
+    data.setdefault("metrics", {}).setdefault("held_out", {}).update(report)
     path.write_text(json.dumps(data, indent=2) + "\n")
     registry.refresh()
     return report
 
 
+def scores_table(report: dict[str, Any], models: Sequence[str] = ("marine-debris", "fdi")) -> str:
+    """Markdown tables of a held-out report: scores side by side, then false positives by class."""
+    rows = [("precision", "precision"), ("recall", "recall"), ("F1", "f1"), ("IoU", "iou"),
+            ("object recall", "object_recall")]
+    lines = ["| score | " + " | ".join(f"`{m}`" for m in models) + " |", "| --- |" + " ---: |" * len(models)]
+    for title, key in rows:
+        lines.append(f"| {title} | " + " | ".join(f"{report[m][key]:.3f}" for m in models) + " |")
+    lines.append("| F1 without cloud pixels | " + " | ".join(f"{report[m]['cloud_free']['f1']:.3f}" for m in models)
+                 + " |")
+    lines.append("| debris objects hit | " + " | ".join(f"{report[m]['objects_hit']} of {report[m]['objects']}"
+                                                    for m in models) + " |")
+    lines += ["", "| false positives (pixels) on | " + " | ".join(f"`{m}`" for m in models) + " |",
+              "| --- |" + " ---: |" * len(models)]
+    names = list(report[models[0]]["false_positives_by_class"])
+    hard = set(HARD_NEGATIVES.values())
+    for name in sorted(names, key=lambda n: (n not in hard, n)):
+        cells = []
+        for m in models:
+            n = report[m]["false_positives_by_class"][name]
+            rate = report[m]["false_positive_rate_by_class"].get(name)
+            cells.append(f"{n:,}" + (f" ({100 * rate:.2f}% of its pixels)" if rate else ""))
+        lines.append(f"| {name}{' (hard negative)' if name in hard else ''} | " + " | ".join(cells) + " |")
+    lines.append("| all false positives | " + " | ".join(f"{report[m]['fp']:,}" for m in models) + " |")
+    return "\n".join(lines)
+
+
+#: Label colours for figures (RGB), by label code.
+LABEL_COLOURS: dict[int, tuple[int, int, int]] = {
+    0: (40, 40, 40), 1: (22, 52, 96), 2: (255, 40, 40), 3: (230, 170, 20), 4: (255, 255, 255),
+    5: (150, 220, 255), 6: (190, 190, 190), 7: (90, 90, 110), 8: (150, 110, 60), 9: (70, 110, 50),
+}
+
+
+def comparison_figure(run_folder: str | Path, catalog: str | Path, out_png: str | Path, *,
+                      baseline_folder: str | Path | None = None, scale: int = 2,
+                      panels: Sequence[str] = ("colour", "labels", "probability", "detections", "baseline")) -> Path:
+    """A PNG of a one-date run beside the truth, panels among: natural ``colour``, ``labels``,
+    ``probability``, ``detections`` and the ``baseline`` run's detections."""
+    from affine import Affine
+    from odc.geo.geobox import GeoBox
+    from PIL import Image, ImageDraw
+
+    from geoloom.platform.catalog import iter_scenes
+    from geoloom.platform.models.registry import get_card
+    from geoloom.platform.publish import colorize
+    from geoloom.platform.reading import gdal_env, read_band
+    from geoloom.workflows.api import Run
+
+    run = Run(Path(run_folder))
+    request = json.loads((run.folder / "request.json").read_text())
+    plan = request["plan"]
+    geobox = GeoBox(tuple(plan["shape_yx"]), Affine(*plan["transform"][:6]), plan["crs"])
+    day = request["parameters"]["start"]
+    items = _catalog_dates(catalog)[day]
+    labels = _label_mosaic(items, geobox)
+    scenes = {s.id: s for s in iter_scenes(catalog)}
+    rgb = np.zeros(geobox.shape.yx + (3,), dtype=np.float32)
+    with gdal_env():
+        for k, band in enumerate(("red", "green", "blue")):
+            layer = np.full(geobox.shape.yx, np.nan, dtype=np.float32)
+            for item in items:
+                v = read_band(scenes[item.id].assets[band], geobox)
+                layer = np.where(np.isnan(layer), v, layer)
+            rgb[..., k] = np.nan_to_num(layer)
+    rgb = (np.clip((rgb / 0.16) ** (1 / 2.2), 0, 1) * 255).astype(np.uint8)
+    card = get_card(run.manifest["properties"]["geoloom:model"]["name"])
+    ds = run.dataset
+    prob = np.asarray(ds[card.score or card.primary].values, dtype=np.float32)
+    shown = {"colour": ("natural colour", rgb), "labels": ("labels (red: debris)", _paint_labels(labels)),
+             "probability": (f"{card.name} probability", colorize(prob, 0.0, 1.0)[..., :3]),
+             "detections": (f"{card.name} detections", _paint_hits(np.asarray(ds[card.detection].values), labels))}
+    if baseline_folder is not None:
+        base = Run(Path(baseline_folder))
+        bcard = get_card(base.manifest["properties"]["geoloom:model"]["name"])
+        shown["baseline"] = (f"{bcard.name} detections",
+                             _paint_hits(np.asarray(base.dataset[bcard.detection].values), labels))
+    panels = [shown[p] for p in panels if p in shown]
+    h, w = geobox.shape.yx
+    pad, head = 8, 22
+    sheet = Image.new("RGB", (len(panels) * (w * scale + pad) + pad, h * scale + head + pad), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    for i, (title, img) in enumerate(panels):
+        x0 = pad + i * (w * scale + pad)
+        sheet.paste(Image.fromarray(np.ascontiguousarray(img[..., :3])).resize((w * scale, h * scale), Image.NEAREST),
+                    (x0, head))
+        draw.text((x0, 5), title, fill=(0, 0, 0))
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out, optimize=True)
+    return out
+
+
+def _paint_labels(labels: np.ndarray) -> np.ndarray:
+    lut = np.zeros((256, 3), dtype=np.uint8)
+    for code, colour in LABEL_COLOURS.items():
+        lut[code] = colour
+    return lut[labels]
+
+
+def _paint_hits(mask: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Detections on a dark background: hits on debris green, false alarms orange, misses red."""
+    img = np.full(labels.shape + (3,), 30, dtype=np.uint8)
+    img[labels == 0] = (70, 70, 70)
+    img[(mask == 255)] = (120, 120, 120)
+    truth, hit = labels == DEBRIS, mask == 1
+    img[truth & ~hit] = (255, 40, 40)
+    img[truth & hit] = (60, 230, 90)
+    img[~truth & hit] = (255, 170, 0)
+    return img
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m geoloom.workflows.training train|heldout`` (what the CLI commands call)."""
+    """``python -m geoloom.workflows.training train|install|eval|heldout``: the same functions the
+    ``geoloom models train`` and ``geoloom models eval`` commands call."""
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m geoloom.workflows.training")
@@ -574,24 +769,35 @@ def main(argv: Sequence[str] | None = None) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--epochs", type=int, default=6)
     t.add_argument("--install", action="store_true")
+    i = sub.add_parser("install")
+    i.add_argument("folder")
     e = sub.add_parser("eval")
     e.add_argument("model")
     e.add_argument("--catalog", required=True, nargs="+")
     h = sub.add_parser("heldout")
     h.add_argument("--catalog", nargs="*", default=None)
     h.add_argument("--workdir", default=None)
+    h.add_argument("--model", dest="models", action="append", default=None)
+    h.add_argument("--runtime", default="in-process")
+    h.add_argument("--workers", type=int, default=None)
     args = ap.parse_args(argv)
 
+    t0 = time.perf_counter()
+
     def show(stage: str, done: int, total: int) -> None:
-        if done == total or done % 50 == 0:
-            print(f"{stage}: {done}/{total}", flush=True)
+        if done == total or done % 25 == 0:
+            print(f"{time.perf_counter() - t0:7.1f} s  {stage}: {done}/{total}", flush=True)
 
     if args.cmd == "train":
         print(train_marine_debris(args.out, seed=args.seed, epochs=args.epochs, progress=show, install=args.install))
+    elif args.cmd == "install":
+        print(install_marine_debris(args.folder))
     elif args.cmd == "eval":
         print(json.dumps(evaluate(args.model, args.catalog, progress=show), indent=2))
     else:
-        print(json.dumps(heldout_report(args.catalog or None, workdir=args.workdir, progress=show), indent=2))
+        report = heldout_report(args.catalog or None, models=tuple(args.models or ("marine-debris", "fdi")),
+                                workdir=args.workdir, runtime=args.runtime, workers=args.workers, progress=show)
+        print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

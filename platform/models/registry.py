@@ -22,6 +22,8 @@ BUILTINS: dict[str, str] = {
     "fdi": "geoloom.platform.models.indices:FDIModel",
     "water": "geoloom.platform.models.indices:WaterModel",
     "vegetation": "geoloom.platform.models.indices:VegetationModel",
+    "clouds": "geoloom.platform.models.clouds:CloudModel",
+    "marine-debris": "geoloom.platform.models.marine_debris:MarineDebrisModel",
 }
 
 
