@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 OUT    ?= runs/demo
 PRESET ?= sample-bay
-MODEL  ?= fdi
+MODEL  ?= marine-debris
 
 .PHONY: setup demo test test-fast sample-data ui bench clean-runs browser web-assets
 

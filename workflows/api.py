@@ -23,7 +23,7 @@ from geoloom.runtime.model_cache import ModelSpec
 from geoloom.runtime.progress import Progress
 from geoloom.workflows.runs import Prepared, RunRequest, default_catalog, execute, prepare
 
-DEFAULT_MODEL = "fdi"
+DEFAULT_MODEL = "marine-debris"
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ def cli() -> None:
 @cli.command()
 @region_options
 @search_options
-@click.option("--model", default="fdi", show_default=True, help="Model name (geoloom models) or a model folder.")
+@click.option("--model", default="marine-debris", show_default=True, help="Model name (geoloom models) or a model folder.")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Folder for the run's files.")
 @click.option("--threshold", type=float, default=None, help="Detection threshold (default: the model card's).")
 @click.option("--tile-size", type=int, default=None, help="Tile core size in pixels (default: the model card's).")
