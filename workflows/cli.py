@@ -237,14 +237,15 @@ def ui(catalog, scheduler, runs, port, host) -> None:
     import os
     import subprocess
 
-    from geoloom.ui import app_path
+    from importlib.util import find_spec
 
     env = dict(os.environ, GEOLOOM_RUNS=str(Path(runs).resolve()))
     if catalog:
         env["GEOLOOM_CATALOG"] = str(Path(catalog).resolve()) if "://" not in catalog else catalog
     if scheduler:
         env["GEOLOOM_SCHEDULER"] = scheduler
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app_path()), "--server.port", str(port),
+    app = Path(find_spec("geoloom.ui").origin).with_name("app.py")  # the script only; workflows never imports ui
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
            "--server.address", host, "--server.headless", "true", "--server.enableStaticServing", "true", "--browser.gatherUsageStats", "false"]
     click.echo(f"geoloom UI on http://{host}:{port}", err=True)
     raise SystemExit(subprocess.call(cmd, env=env))
