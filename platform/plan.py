@@ -111,8 +111,8 @@ class Plan:
             "scenes": [s.id for s in self.scenes],
             "bands": list(self.bands),
         }
-        if mpx_per_s:
-            out["estimated_seconds"] = round(read_px / 1e6 / mpx_per_s + 0.05 * len(self.tiles), 1)
+        rate = mpx_per_s or 1.0  # Mpx/s of the model on one core; a cautious guess when the card has none
+        out["estimated_seconds"] = round(read_px / 1e6 / rate + 0.05 * len(self.tiles), 1)
         return out
 
     def to_dict(self) -> dict[str, Any]:
