@@ -114,8 +114,8 @@ def test_truncated_geotiff_fails_its_tiles_publishes_the_rest_exit_3(geoloom_cli
             nir.write_bytes(nir.read_bytes()[: 4096])
             damaged.append(str(nir))
     assert damaged
-    proc = geoloom(geoloom_cli, "run", "--preset", "sample-area", "--catalog", catalog_copy, "--out", out,
-                   "--runtime", "in-process", "--retries", "0", "--tile-size", "256")
+    proc = geoloom(geoloom_cli, "run", "--preset", "sample-area", "--model", "fdi", "--catalog", catalog_copy,
+                   "--out", out, "--runtime", "in-process", "--retries", "0", "--tile-size", "256")
     assert proc.returncode == 3, proc.stderr
     assert "Traceback" not in proc.stderr
     ledger = [json.loads(line) for line in (out / "ledger.jsonl").read_text().splitlines()]
