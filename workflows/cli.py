@@ -252,6 +252,9 @@ def ui(catalog, scheduler, runs, port, host) -> None:
 
 
 def main() -> None:
+    import warnings
+
+    warnings.formatwarning = lambda message, category, *args, **kwargs: f"Warning: {message}\n"
     cli()
 
 
