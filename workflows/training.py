@@ -557,10 +557,8 @@ def evaluate(
         for k, (cat, day, items) in enumerate(jobs):
             region = shapely.ops.unary_union([shapely.geometry.shape(i.geometry) for i in items])
             out = work / f"{k:02d}-{card.name}-{day}"
-            with warnings.catch_warnings():  # "prefers a GPU but none is available": expected here
-                warnings.filterwarnings("ignore", message=".*prefers a GPU.*")
-                run = detect(region, model=model_name, catalog=cat, out=out, start=day, end=day, threshold=threshold,
-                             runtime=runtime, workers=workers, overwrite=True, retries=0)
+            run = _run_or_resume(detect, out, region, model=model_name, catalog=cat, start=day, end=day,
+                                 threshold=threshold, runtime=runtime, workers=workers, retries=0)
             if not run.ok:
                 reason = run.failed_tiles[0]["error"] if run.failed_tiles else "tiles missing"
                 raise RunError(f"the evaluation run {out} is incomplete ({reason}); "
@@ -583,6 +581,21 @@ def evaluate(
     result["runs"] = runs
     result["seconds"] = round(time.perf_counter() - t0, 1)
     return result
+
+
+def _run_or_resume(detect: Callable[..., Any], out: Path, region: Any, **kwargs: Any) -> Any:
+    """``detect`` into ``out``, finishing the same run if one is there (an interrupted
+    evaluation costs only its missing tiles), replacing any other run."""
+    from geoloom.platform.errors import OutputError
+
+    with warnings.catch_warnings():  # "prefers a GPU but none is available": expected here
+        warnings.filterwarnings("ignore", message=".*prefers a GPU.*")
+        if (out / "request.json").exists():
+            try:
+                return detect(region, out=out, resume=True, **kwargs)
+            except OutputError:
+                pass  # another run (other weights or parameters): replace it
+        return detect(region, out=out, overwrite=True, **kwargs)
 
 
 def region_mask(geom: Any, geobox: Any) -> np.ndarray:
