@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -14,6 +15,7 @@ from shapely.geometry.base import BaseGeometry
 from geoloom.platform.bands import CATEGORICAL_BANDS, band_info, canonical_band
 from geoloom.platform.errors import CatalogError, DateError, NoImageryError
 from geoloom.platform.region import Region
+from geoloom.platform.stac_api import collection_exists, is_api_url, matches_query, parse_query, search_api
 
 NON_IMAGERY_ROLES = frozenset({"labels", "thumbnail", "overview", "metadata", "visual"})
 
@@ -28,6 +30,7 @@ class AssetRef:
     scale: float = 1.0
     offset: float = 0.0
     nodata: float | None = 0.0
+    sign: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +75,13 @@ def check_date_range(start: dt.date | None, end: dt.date | None) -> None:
 
 
 def open_catalog(path: str | Path) -> pystac.Catalog:
-    """Open a static STAC catalog from its ``catalog.json`` (or the folder holding it)."""
+    """Open a static STAC catalog from its ``catalog.json`` (or the folder holding it), local or over HTTP."""
+    if str(path).startswith(("http://", "https://")):
+        try:
+            return pystac.Catalog.from_file(str(path))
+        except Exception as exc:
+            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise CatalogError(f"cannot read the STAC catalog {path}: {reason}; check the URL") from None
     p = Path(path).expanduser()
     if p.is_dir():
         p = p / "catalog.json"
@@ -103,12 +112,49 @@ def _band_names(key: str, asset: pystac.Asset) -> list[str]:
                 names.append(canonical_band(name) if band_info(name) else str(name).lower())
     if len(names) > 1:
         return names
+    if not band_info(key) and names and band_info(names[0]):
+        return names  # a key like "blue-jp2" (Earth Search's JPEG 2000 copy): its eo:bands name says which band
     return [canonical_band(key)]
 
 
-def scene_from_item(item: pystac.Item) -> Scene:
-    """A Scene from a STAC item: imagery assets only (labels, thumbnails and the like are skipped)."""
-    assets: dict[str, AssetRef] = {}
+#: Sentinel-2 processing baseline from which L2A reflectance carries a -1000 DN offset.
+BOA_OFFSET_BASELINE = (4, 0)
+
+
+def boa_offset(properties: dict[str, Any]) -> float:
+    """The reflectance offset of a Sentinel-2 L2A item that does not declare one in ``raster:bands``.
+
+    From processing baseline 04.00 (January 2022) L2A pixels carry ``BOA_ADD_OFFSET`` = -1000 DN:
+    reflectance = DN / 10000 - 0.1. Providers that already removed it say so
+    (``earthsearch:boa_offset_applied``); items without a baseline get no offset.
+    """
+    baseline = properties.get("s2:processing_baseline")
+    if not baseline or properties.get("earthsearch:boa_offset_applied") is True:
+        return 0.0
+    try:
+        major, minor = (int(x) for x in str(baseline).split(".")[:2])
+    except ValueError:
+        return 0.0
+    return -0.1 if (major, minor) >= BOA_OFFSET_BASELINE else 0.0
+
+
+def _asset_rank(asset: pystac.Asset, n_bands: int) -> tuple[int, int]:
+    """Lower is better: a COG/GeoTIFF before a JPEG 2000 copy, a one-band file before a multi-band one."""
+    media = (asset.media_type or asset.href).lower()
+    return (1 if "jp2" in media else 0, 1 if n_bands > 1 else 0)
+
+
+def scene_from_item(item: pystac.Item, *, sign: str | None = None) -> Scene:
+    """A Scene from a STAC item: imagery assets only (labels, thumbnails and the like are skipped).
+
+    Band names of each provider become the common names (``B02`` and ``blue`` both give
+    ``blue``); where a band comes as a COG and as JPEG 2000 (Earth Search), the COG is read.
+    ``raster:bands`` scale and offset are applied; a Sentinel-2 L2A item that declares no
+    offset gets the one of its processing baseline (:func:`boa_offset`). ``sign`` names the
+    signer applied to the hrefs at read time.
+    """
+    chosen: dict[str, tuple[tuple[int, int], AssetRef]] = {}
+    inferred_offset = boa_offset(item.properties)
     for key, asset in item.assets.items():
         roles = set(asset.roles or [])
         if roles & NON_IMAGERY_ROLES and "data" not in roles:
@@ -117,26 +163,27 @@ def scene_from_item(item: pystac.Item) -> Scene:
         if media and "tiff" not in media and "jp2" not in media:
             continue
         href = asset.get_absolute_href() or asset.href
-        for i, band in enumerate(_band_names(key, asset)):
+        names = _band_names(key, asset)
+        rank = _asset_rank(asset, len(names))
+        for i, band in enumerate(names):
             rb = _raster_band(asset, i)
             categorical = band in CATEGORICAL_BANDS
             default_scale = 1.0 if categorical else _default_scale(rb)
-            assets.setdefault(
-                band,
-                AssetRef(
-                    href=href,
-                    band=band,
-                    bidx=i + 1,
-                    scale=float(rb.get("scale", default_scale)),
-                    offset=float(rb.get("offset", 0.0)),
-                    nodata=_nodata(rb.get("nodata", 0)),
-                ),
+            default_offset = 0.0 if categorical or band_info(band) is None else inferred_offset
+            ref = AssetRef(
+                href=href,
+                band=band,
+                bidx=i + 1,
+                scale=float(rb.get("scale", default_scale)),
+                offset=float(rb.get("offset", default_offset)),
+                nodata=_nodata(rb.get("nodata", 0)),
+                sign=sign,
             )
+            if band not in chosen or rank < chosen[band][0]:
+                chosen[band] = (rank, ref)
+    assets = {band: ref for band, (_, ref) in chosen.items()}
     geom = shapely.geometry.shape(item.geometry) if item.geometry else shapely.geometry.box(*item.bbox)
     when = item.datetime or pystac.utils.str_to_datetime(item.properties.get("start_datetime"))
-    crs = item.properties.get("proj:code") or (
-        f"EPSG:{item.properties['proj:epsg']}" if item.properties.get("proj:epsg") else None
-    )
     return Scene(
         id=item.id,
         datetime=when.isoformat(),
@@ -144,8 +191,18 @@ def scene_from_item(item: pystac.Item) -> Scene:
         footprint=geom,
         assets=assets,
         collection=item.collection_id,
-        crs=crs,
+        crs=item_crs(item),
     )
+
+
+def item_crs(item: pystac.Item) -> str | None:
+    """The item's CRS from ``proj:code`` or the older ``proj:epsg``, on the item or else on its assets."""
+    for fields in (item.properties, *(a.extra_fields for a in item.assets.values())):
+        if fields.get("proj:code"):
+            return str(fields["proj:code"])
+        if fields.get("proj:epsg"):
+            return f"EPSG:{int(fields['proj:epsg'])}"
+    return None
 
 
 def _nodata(value: Any) -> float | None:
@@ -164,11 +221,29 @@ def _default_scale(raster_band: dict[str, Any]) -> float:
     return 1.0 if dtype.startswith("float") else 1e-4
 
 
-def iter_scenes(catalog: str | Path | pystac.Catalog) -> Iterable[Scene]:
+class SceneList(list):
+    """Scenes found by a search, with how many items the catalog matched before the footprint test."""
+
+    matched: int | None = None
+    source: str = ""
+
+
+def iter_scenes(catalog: str | Path | pystac.Catalog, *, sign: str | None = None) -> Iterable[Scene]:
     """Every scene of a static catalog."""
     cat = catalog if isinstance(catalog, pystac.Catalog) else open_catalog(catalog)
     for item in cat.get_items(recursive=True):
-        yield scene_from_item(item)
+        yield scene_from_item(item, sign=sign)
+
+
+def _static_items(catalog: str | Path | pystac.Catalog, collection: str | None,
+                  query: dict[str, dict[str, Any]]) -> Iterable[pystac.Item]:
+    cat = catalog if isinstance(catalog, pystac.Catalog) else open_catalog(catalog)
+    for item in cat.get_items(recursive=True):
+        if collection and item.collection_id != collection:
+            continue
+        if query and not matches_query(item.properties, query):
+            continue
+        yield item
 
 
 def search_scenes(
@@ -178,16 +253,41 @@ def search_scenes(
     start: str | dt.date | None = None,
     end: str | dt.date | None = None,
     max_cloud: float | None = None,
-) -> list[Scene]:
+    collection: str | None = None,
+    query: Iterable[str] | dict[str, Any] | None = None,
+    sign: str | None = None,
+) -> SceneList:
     """Scenes that intersect the region within [start, end] (whole days, UTC) and the cloud limit.
 
-    Sorted most recent first (ties by id), the order the compositor prefers.
+    ``catalog`` is a static catalog (path or URL of ``catalog.json``) or a STAC API URL
+    (``https://.../v1``, with ``collection``). ``query``: property filters
+    (``["s2:mgrs_tile=31NBG"]`` or the STAC query extension's dict). ``sign``: the signer
+    applied to asset URLs at read time (``planetary-computer``). Sorted most recent first
+    (ties by id), the order the compositor prefers.
     """
     d0, d1 = parse_date(start, what="start"), parse_date(end, what="end")
     check_date_range(d0, d1)
-    found, seen_any = [], False
-    for scene in iter_scenes(catalog):
-        seen_any = True
+    q = parse_query(query)
+    found = SceneList()
+    if not isinstance(catalog, pystac.Catalog) and is_api_url(str(catalog)):
+        result = search_api(str(catalog), shapely.geometry.mapping(region.geometry), collection=collection,
+                            start=d0, end=d1, max_cloud=max_cloud, query=q)
+        items: Iterable[pystac.Item] = result.items
+        found.matched = result.matched if result.matched is not None else len(result.items)
+        if result.capped:
+            warnings.warn(f"the search matched more than {len(result.items)} items; only the most recent "
+                          f"{len(result.items)} are used: narrow the dates or the region", stacklevel=2)
+        if not result.items and collection and not collection_exists(str(catalog), collection):
+            raise CatalogError(f"the STAC API {catalog} has no collection {collection!r}; "
+                               "list them with: geoloom catalog collections URL")
+    else:
+        items = list(_static_items(catalog, collection, q))
+        found.matched = len(items)  # type: ignore[arg-type]
+        if not items and not any(True for _ in _static_items(catalog, None, {})):
+            raise CatalogError(f"the catalog {catalog} has no items; index some imagery with 'geoloom catalog index'")
+    found.source = str(catalog)
+    for item in items:
+        scene = scene_from_item(item, sign=sign)
         if not scene.footprint.intersects(region.geometry):
             continue
         day = scene.time.date()
@@ -196,13 +296,12 @@ def search_scenes(
         if max_cloud is not None and scene.cloud_cover is not None and scene.cloud_cover > max_cloud:
             continue
         found.append(scene)
-    if not seen_any:
-        raise CatalogError(f"the catalog {catalog} has no items; index some imagery with 'geoloom catalog index'")
     if not found:
         when = f" between {d0 or 'the beginning'} and {d1 or 'now'}" if (d0 or d1) else ""
         cloud = f" with at most {max_cloud:g}% cloud" if max_cloud is not None else ""
+        where = f" in collection {collection}" if collection else ""
         raise NoImageryError(
-            f"no scene covers the region {region.name}{when}{cloud}; widen the dates, raise --max-cloud, "
+            f"no scene covers the region {region.name}{when}{cloud}{where}; widen the dates, raise --max-cloud, "
             "or check the region lies inside the catalog (geoloom catalog search)"
         )
     found.sort(key=lambda s: (s.time, s.id), reverse=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
@@ -17,24 +19,55 @@ from odc.geo.geobox import GeoBox
 from geoloom.platform.bands import CATEGORICAL_BANDS
 from geoloom.platform.catalog import AssetRef
 from geoloom.platform.errors import ImageryReadError
+from geoloom.platform.signing import redact, sign_href
 
-#: GDAL settings for many small windowed reads in worker processes (see FIELD_NOTES).
-GDAL_ENV = {
+#: GDAL settings for many small windowed reads in worker processes, local or over HTTP (see FIELD_NOTES).
+GDAL_ENV: dict[str, Any] = {
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
     "GDAL_CACHEMAX": 256,
     "GDAL_NUM_THREADS": 1,
+    # HTTP: only raster files, one request for neighbouring blocks, HTTP/2 over TLS, header read at open
     "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF,.jp2",
     "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
     "GDAL_HTTP_MULTIPLEX": "YES",
+    "GDAL_INGESTED_BYTES_AT_OPEN": 32768,
+    "GDAL_HTTP_USERAGENT": "geoloom",
+    # bounded caches: a per-file read cache and the process-wide cache of downloaded blocks
     "VSI_CACHE": "TRUE",
-    "GDAL_HTTP_MAX_RETRY": 3,
-    "GDAL_HTTP_RETRY_DELAY": 1,
+    "VSI_CACHE_SIZE": 16 * 2**20,
+    "CPL_VSIL_CURL_CACHE_SIZE": 128 * 2**20,
+    # retries with exponential backoff on 429/5xx and dropped connections; a timeout per request
+    "GDAL_HTTP_MAX_RETRY": 5,
+    "GDAL_HTTP_RETRY_DELAY": 0.5,
+    "GDAL_HTTP_RETRY_CODES": "429,500,502,503,504",
+    "GDAL_HTTP_CONNECTTIMEOUT": 10,
+    "GDAL_HTTP_TIMEOUT": 60,
 }
+
+#: Environment variables that override the HTTP settings (e.g. a shorter timeout on a slow link).
+HTTP_OVERRIDES = {
+    "GEOLOOM_HTTP_TIMEOUT": "GDAL_HTTP_TIMEOUT",
+    "GEOLOOM_HTTP_MAX_RETRY": "GDAL_HTTP_MAX_RETRY",
+    "GEOLOOM_HTTP_RETRY_DELAY": "GDAL_HTTP_RETRY_DELAY",
+}
+
+
+def gdal_settings() -> dict[str, Any]:
+    """GDAL_ENV with the overrides set in this process's environment."""
+    settings = dict(GDAL_ENV)
+    for var, key in HTTP_OVERRIDES.items():
+        if os.environ.get(var):
+            settings[key] = os.environ[var]
+    return settings
 
 
 def gdal_env() -> rasterio.Env:
     """A rasterio environment with the read settings geoloom uses everywhere."""
-    return rasterio.Env(**GDAL_ENV)
+    return rasterio.Env(**gdal_settings())
+
+
+def _is_remote(href: str) -> bool:
+    return href.startswith(("http://", "https://", "/vsicurl", "s3://", "gs://", "az://"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +125,11 @@ def read_band(asset: AssetRef, geobox: GeoBox, grid: WarpGrid | None = None) -> 
     if row0 < 0 or col0 < 0 or row0 + h > gh or col0 + w > gw:
         raise ValueError("the tile lies outside the run's warp grid")
     out = np.full((h, w), np.nan, dtype=np.float32)
+    url = asset.href
     try:
+        url = sign_href(asset.href, asset.sign)
         with ExitStack() as stack:
-            src = stack.enter_context(rasterio.open(asset.href))
+            src = stack.enter_context(rasterio.open(url))
             if asset.bidx > src.count:
                 raise ImageryReadError(
                     f"{asset.href} has {src.count} band(s), band {asset.bidx} ({asset.band}) was expected; "
@@ -126,21 +161,24 @@ def read_band(asset: AssetRef, geobox: GeoBox, grid: WarpGrid | None = None) -> 
     except ImageryReadError:
         raise
     except (RasterioError, OSError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ImageryReadError(
-            f"cannot read {asset.href}: {reason}; check the file exists and is a complete GeoTIFF", href=asset.href
-        ) from None
+        reason = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, url, asset.href)
+        hint = ("check the URL is reachable (geoloom retried it)" if _is_remote(asset.href)
+                else "check the file exists and is a complete GeoTIFF")
+        raise ImageryReadError(f"cannot read {asset.href}: {reason}; {hint}", href=asset.href) from None
     if not categorical and (asset.scale != 1.0 or asset.offset != 0.0):
         out = out * np.float32(asset.scale) + np.float32(asset.offset)
     return out
 
 
-def check_readable(href: str) -> None:
+def check_readable(href: str, sign: str | None = None) -> None:
     """Open a raster's header only; raise ImageryReadError if that fails."""
-    if not (href.startswith(("http://", "https://", "/vsi", "s3://")) or os.path.exists(href)):
+    if not (_is_remote(href) or href.startswith("/vsi") or os.path.exists(href)):
         raise ImageryReadError(f"raster {href} does not exist; re-index the catalog or restore the file", href=href)
+    url = href
     try:
-        with rasterio.open(href):
+        url = sign_href(href, sign)
+        with rasterio.open(url):
             pass
     except (RasterioError, OSError) as exc:
-        raise ImageryReadError(f"cannot open {href}: {exc}; check it is a complete GeoTIFF", href=href) from None
+        reason = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, url, href)
+        raise ImageryReadError(f"cannot open {href}: {reason}; check it is a complete GeoTIFF", href=href) from None

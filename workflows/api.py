@@ -19,6 +19,7 @@ from geoloom.platform.models.base import FunctionModel
 from geoloom.platform.models.card import ModelCard, OutputSpec
 from geoloom.platform.mosaic import open_store
 from geoloom.platform.region import as_region
+from geoloom.platform.stac_api import parse_query
 from geoloom.runtime.model_cache import ModelSpec
 from geoloom.runtime.progress import Progress
 from geoloom.workflows.runs import Prepared, RunRequest, default_catalog, execute, prepare
@@ -83,7 +84,8 @@ def open_run(folder: str | Path) -> Run:
     return Run(p)
 
 
-def _request(region: Any, model: ModelSpec, *, catalog, out, start, end, max_cloud, tile_size, resolution, crs, retries, max_area_km2) -> RunRequest:
+def _request(region: Any, model: ModelSpec, *, catalog, out, start, end, max_cloud, tile_size, resolution, crs, retries,
+             max_area_km2, collection=None, query=None, sign=None) -> RunRequest:
     if out is None:
         raise OutputError("give out= (a folder for the run's files)")
     return RunRequest(
@@ -98,18 +100,22 @@ def _request(region: Any, model: ModelSpec, *, catalog, out, start, end, max_clo
         resolution=resolution,
         crs=crs,
         retries=retries,
+        collection=collection,
+        query=parse_query(query) or None,
+        sign=sign,
     )
 
 
 def plan_run(region: Any, *, model: str = DEFAULT_MODEL, catalog: str | Path | None = None, out: str | Path = ".",
              start=None, end=None, max_cloud=None, tile_size=None, resolution=None, crs=None, threshold=None,
-             max_area_km2: float | None = None) -> Prepared:
+             max_area_km2: float | None = None, collection: str | None = None, query: Any = None,
+             sign: str | None = None) -> Prepared:
     """Plan without reading pixels: ``.summary()`` gives tiles, pixels, bytes, scenes and an estimate."""
     params = {"threshold": threshold} if threshold is not None else {}
     kwargs = {} if max_area_km2 is None else {"max_area_km2": max_area_km2}
     req = _request(region, ModelSpec(str(model), params), catalog=catalog, out=out, start=start, end=end,
                    max_cloud=max_cloud, tile_size=tile_size, resolution=resolution, crs=crs, retries=0,
-                   max_area_km2=kwargs.get("max_area_km2", 50_000))
+                   max_area_km2=kwargs.get("max_area_km2", 50_000), collection=collection, query=query, sign=sign)
     return prepare(req)
 
 
@@ -136,16 +142,22 @@ def detect(
     cancelled: Callable[[], bool] | None = None,
     on_cluster: Callable[[Any], None] | None = None,
     max_area_km2: float = 50_000,
+    collection: str | None = None,
+    query: Any = None,
+    sign: str | None = None,
 ) -> Run:
     """Run a model over a region and return the published run.
 
     ``region``: (W, S, E, N), a GeoJSON dict or file, a shapely geometry, a preset or a place name.
+    ``catalog``: a static STAC catalog (path or URL) or a STAC API URL with ``collection``;
+    ``query``: property filters (``["s2:mgrs_tile=31NBG"]``); ``sign``: a URL signer
+    (``"planetary-computer"``).
     ``cluster``: a ``distributed.Client`` or a scheduler address; default an embedded local cluster.
     """
     params = {"threshold": threshold} if threshold is not None else {}
     req = _request(region, ModelSpec(str(model), params), catalog=catalog, out=out, start=start, end=end,
                    max_cloud=max_cloud, tile_size=tile_size, resolution=resolution, crs=crs, retries=retries,
-                   max_area_km2=max_area_km2)
+                   max_area_km2=max_area_km2, collection=collection, query=query, sign=sign)
     return _run(req, runtime=runtime, cluster=cluster, workers=workers, resume=resume, overwrite=overwrite,
                 progress=progress, cancelled=cancelled, on_cluster=on_cluster)
 
@@ -186,6 +198,9 @@ def map_tiles(
     progress: Callable[[Progress], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
     max_area_km2: float = 50_000,
+    collection: str | None = None,
+    query: Any = None,
+    sign: str | None = None,
 ) -> Run:
     """Run your own function on every tile (bands as variables, ``halo`` pixels of context included)
     and stitch its result; it must return a DataArray (or a Dataset with ``name``) on the tile's grid.
@@ -204,6 +219,7 @@ def map_tiles(
     )
     spec = ModelSpec(card.name, {}, instance=FunctionModel(fn, card))
     req = _request(region, spec, catalog=catalog, out=out, start=start, end=end, max_cloud=max_cloud,
-                   tile_size=tile_size, resolution=resolution, crs=crs, retries=retries, max_area_km2=max_area_km2)
+                   tile_size=tile_size, resolution=resolution, crs=crs, retries=retries, max_area_km2=max_area_km2,
+                   collection=collection, query=query, sign=sign)
     return _run(req, runtime=runtime, cluster=cluster, workers=workers, resume=resume, overwrite=overwrite,
                 progress=progress, cancelled=cancelled)

@@ -40,7 +40,7 @@ def cli() -> None:
 @click.option("--max-area", type=float, default=50_000, show_default=True, help="Largest region accepted, km2.")
 @verbosity
 @user_errors
-def run(bbox, geojson, preset, place, catalog, start, end, max_cloud, model, out, threshold, tile_size, resolution, crs,
+def run(bbox, geojson, preset, place, catalog, collection, query, sign, start, end, max_cloud, model, out, threshold, tile_size, resolution, crs,
         runtime, scheduler, workers, retries, resume_dir, overwrite, dry_run, max_area, verbose, quiet) -> None:
     """Run a model over a region and publish maps and tables into --out."""
     from geoloom.workflows.runs import execute, prepare
@@ -54,13 +54,15 @@ def run(bbox, geojson, preset, place, catalog, start, end, max_cloud, model, out
             raise click.UsageError("give --out DIR, a folder for the run's files")
         req = request_from_options(region, model=model, threshold=threshold, catalog=catalog, out=out or ".",
                                    start=start, end=end, max_cloud=max_cloud, tile_size=tile_size,
-                                   resolution=resolution, crs=crs, retries=retries)
+                                   resolution=resolution, crs=crs, retries=retries, collection=collection,
+                                   query=list(query) or None, sign=sign)
     prepared = prepare(req)
     summary = prepared.summary()
     if dry_run:
         click.echo(json.dumps(summary, indent=2))
         return
-    headline = (f"{summary['tiles']} tiles, {summary['pixels'] / 1e6:.1f} Mpx, {len(summary['scenes'])} scene(s), "
+    matched = f" ({prepared.matched} item(s) matched)" if prepared.matched is not None else ""
+    headline = (f"{summary['tiles']} tiles, {summary['pixels'] / 1e6:.1f} Mpx, {len(summary['scenes'])} scene(s){matched}, "
                 f"model {summary['model']} -> {req.out}")
     folder = _execute_with_bar(prepared, runtime=runtime, scheduler=scheduler, workers=workers,
                                resume=bool(resume_dir), overwrite=overwrite, quiet=quiet, headline=headline)
@@ -142,15 +144,29 @@ def catalog() -> None:
 @region_options
 @search_options
 @user_errors
-def catalog_search(bbox, geojson, preset, place, catalog, start, end, max_cloud) -> None:
-    """Print the scenes that match a region, dates and cloud limit."""
+def catalog_search(bbox, geojson, preset, place, catalog, collection, query, sign, start, end, max_cloud) -> None:
+    """Print the scenes that match a region, dates, cloud limit and filters."""
     from geoloom.platform.catalog import search_scenes
     from geoloom.workflows.runs import default_catalog
 
     region = pick_region(bbox, geojson, preset, place, max_area_km2=None)
-    for s in search_scenes(catalog or default_catalog(), region, start=start, end=end, max_cloud=max_cloud):
+    scenes = search_scenes(catalog or default_catalog(), region, start=start, end=end, max_cloud=max_cloud,
+                           collection=collection, query=list(query) or None, sign=sign)
+    for s in scenes:
         cloud = f"{s.cloud_cover:.1f}%" if s.cloud_cover is not None else "?"
         click.echo(f"{s.id}\t{s.datetime[:19]}\tcloud {cloud}\t{s.crs or ''}\t{','.join(sorted(s.bands))}")
+    click.echo(f"{len(scenes)} scene(s) cover the region; {scenes.matched} item(s) matched the search", err=True)
+
+
+@catalog.command("collections")
+@click.argument("url")
+@user_errors
+def catalog_collections(url) -> None:
+    """List the collections of a STAC API (id and title)."""
+    from geoloom.platform.stac_api import list_collections
+
+    for cid, title in list_collections(url):
+        click.echo(f"{cid}\t{title}")
 
 
 @catalog.command("index")

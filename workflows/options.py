@@ -55,7 +55,15 @@ def search_options(f: Callable) -> Callable:
     f = click.option("--max-cloud", type=click.FloatRange(0, 100), default=None, help="Skip scenes cloudier than this (percent).")(f)
     f = click.option("--end", default=None, metavar="YYYY-MM-DD", help="Last day of imagery (inclusive).")(f)
     f = click.option("--start", default=None, metavar="YYYY-MM-DD", help="First day of imagery.")(f)
-    f = click.option("--catalog", default=None, metavar="PATH", help="STAC catalog (default: the sample catalog).")(f)
+    f = click.option("--sign", default=None, metavar="NAME",
+                     help="Sign asset URLs at read time: planetary-computer, or module:function.")(f)
+    f = click.option("--query", "query", multiple=True, metavar="PROP OP VALUE",
+                     help="Property filter, repeatable: s2:mgrs_tile=31NBG, view:sun_elevation>30.")(f)
+    f = click.option("--collection", default=None, metavar="NAME",
+                     help="Collection to search (needed with a STAC API, e.g. sentinel-2-l2a).")(f)
+    f = click.option("--catalog", default=None, metavar="PATH|URL",
+                     help="STAC catalog: a static catalog (path or URL of catalog.json) or a STAC API URL "
+                          "(https://earth-search.aws.element84.com/v1); default the sample catalog.")(f)
     return f
 
 

@@ -15,6 +15,10 @@ from geoloom.workflows.runs import RunRequest, default_catalog
 def request_from_options(region: Region, *, model: str, threshold: float | None, catalog: str | None, out: str,
                          **options: Any) -> RunRequest:
     params = {"threshold": threshold} if threshold is not None else {}
+    if options.get("query") is not None:
+        from geoloom.platform.stac_api import parse_query
+
+        options["query"] = parse_query(options["query"]) or None
     return RunRequest(region=region, model=ModelSpec(model, params), catalog=str(catalog or default_catalog()),
                       out=str(out), **options)
 
@@ -33,4 +37,5 @@ def request_from_folder(folder: str | Path) -> RunRequest:
         region=region, model=ModelSpec(p["model"], p.get("model_params") or {}), catalog=p["catalog"],
         out=str(Path(folder).expanduser()), start=p.get("start"), end=p.get("end"), max_cloud=p.get("max_cloud"),
         tile_size=p.get("tile_size"), resolution=p.get("resolution"), crs=p.get("crs"), retries=p.get("retries", 2),
+        collection=p.get("collection"), query=p.get("query"), sign=p.get("sign"),
     )

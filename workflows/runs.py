@@ -62,10 +62,16 @@ class RunRequest:
     resolution: float | None = None
     crs: str | None = None
     retries: int = 2
+    collection: str | None = None
+    query: dict[str, Any] | None = None
+    sign: str | None = None
 
     def parameters(self) -> dict[str, Any]:
         return {
             "catalog": self.catalog,
+            "collection": self.collection,
+            "query": self.query,
+            "sign": self.sign,
             "start": self.start,
             "end": self.end,
             "max_cloud": self.max_cloud,
@@ -86,16 +92,21 @@ class Prepared:
     card: ModelCard
     scenes: list[Scene]
     plan: Plan
+    matched: int | None = None
 
     def summary(self) -> dict[str, Any]:
-        return self.plan.summary(mpx_per_s=self.card.mpx_per_s) | {"model": self.card.name}
+        return self.plan.summary(mpx_per_s=self.card.mpx_per_s) | {
+            "model": self.card.name, "catalog": self.request.catalog, "items_matched": self.matched,
+        }
 
 
 def prepare(request: RunRequest) -> Prepared:
     """Validate the request and plan it; reads no pixels."""
     model = load_model(request.model)
     card = model.card
-    scenes = search_scenes(request.catalog, request.region, start=request.start, end=request.end, max_cloud=request.max_cloud)
+    scenes = search_scenes(request.catalog, request.region, start=request.start, end=request.end,
+                           max_cloud=request.max_cloud, collection=request.collection, query=request.query,
+                           sign=request.sign)
     usable = [s for s in scenes if set(card.bands) <= s.bands]
     if not usable:
         require_bands(card.bands, scenes[0].bands, what=f"model {card.name}")
@@ -108,7 +119,7 @@ def prepare(request: RunRequest) -> Prepared:
         tile_size=request.tile_size or card.tile_size,
         crs=request.crs,
     )
-    return Prepared(request, card, usable, plan)
+    return Prepared(request, card, usable, plan, getattr(scenes, "matched", None))
 
 
 def run_id_for(prepared: Prepared) -> str:
