@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import os
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -68,6 +72,33 @@ def gdal_env() -> rasterio.Env:
 
 def _is_remote(href: str) -> bool:
     return href.startswith(("http://", "https://", "/vsicurl", "s3://", "gs://", "az://"))
+
+
+@functools.lru_cache(maxsize=1)
+def _vsicurl_clear() -> Any:
+    """GDAL's ``VSICurlPartialClearCache`` from the GDAL that rasterio loaded, or None."""
+    libs = Path(rasterio.__file__).resolve().parent.parent / "rasterio.libs"
+    candidates = sorted(libs.glob("libgdal*.so*")) + [Path(p) for p in filter(None, [ctypes.util.find_library("gdal")])]
+    for lib in candidates:
+        try:
+            fn = ctypes.CDLL(str(lib)).VSICurlPartialClearCache
+        except (OSError, AttributeError):
+            continue
+        fn.argtypes, fn.restype = [ctypes.c_char_p], None
+        return fn
+    return None
+
+
+def forget_remote_file(url: str) -> None:
+    """Drop what GDAL cached about ``url`` in this process.
+
+    After a failed open (a timeout, a 5xx) GDAL remembers the file as missing for the life of
+    the process, so a retry of the tile, or the next tile in the same worker, would fail at
+    once. Forgetting it makes every attempt a real one.
+    """
+    clear = _vsicurl_clear()
+    if clear is not None and url.startswith(("http://", "https://")):
+        clear(("/vsicurl/" + url.split("?")[0]).encode())
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +193,7 @@ def read_band(asset: AssetRef, geobox: GeoBox, grid: WarpGrid | None = None) -> 
         raise
     except (RasterioError, OSError, ValueError) as exc:
         reason = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, url, asset.href)
+        forget_remote_file(url)
         hint = ("check the URL is reachable (geoloom retried it)" if _is_remote(asset.href)
                 else "check the file exists and is a complete GeoTIFF")
         raise ImageryReadError(f"cannot read {asset.href}: {reason}; {hint}", href=asset.href) from None
@@ -181,4 +213,5 @@ def check_readable(href: str, sign: str | None = None) -> None:
             pass
     except (RasterioError, OSError) as exc:
         reason = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, url, href)
+        forget_remote_file(url)
         raise ImageryReadError(f"cannot open {href}: {reason}; check it is a complete GeoTIFF", href=href) from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -109,14 +110,13 @@ def search_api(
     max_items: int = MAX_ITEMS,
 ) -> ApiSearch:
     """Items of ``collection`` intersecting ``geometry`` (GeoJSON, EPSG:4326), paging through the results."""
-    from pystac_client import Client
     from pystac_client.exceptions import APIError
 
     q = dict(query or {})
     if max_cloud is not None:
         q["eo:cloud_cover"] = {**q.get("eo:cloud_cover", {}), "lte": max_cloud}
+    client = open_api(url)
     try:
-        client = Client.open(url)
         if not collection:
             names = sorted(c.id for c in client.get_collections())
             shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
@@ -126,35 +126,51 @@ def search_api(
             query=q or None, limit=PAGE_SIZE, max_items=max_items + 1,
         )
         items = list(search.items())
-        matched = search.matched()
+        with warnings.catch_warnings():  # APIs without numberMatched (Planetary Computer): counted below
+            warnings.simplefilter("ignore")
+            matched = search.matched()
     except CatalogError:
         raise
     except APIError as exc:
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "an error"
-        raise CatalogError(f"the STAC API {url} answered {reason}; check --collection and the filters") from None
-    except Exception as exc:  # requests' connection errors, bad JSON, a landing page that is not STAC
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise CatalogError(f"cannot search the STAC API {url}: {reason}; check the URL and the connection") from None
+        raise CatalogError(f"the STAC API {url} answered {_reason(exc)}; check --collection and the filters") from None
+    except Exception as exc:  # connection errors, bad JSON
+        raise CatalogError(f"cannot search the STAC API {url}: {_reason(exc)}; check the URL and the connection") from None
     capped = len(items) > max_items
     return ApiSearch(items[:max_items], matched, capped)
 
 
-def collection_exists(url: str, collection: str) -> bool:
-    """Whether the API has ``collection`` (asked only to explain an empty search)."""
+def _reason(exc: BaseException) -> str:
+    """The first line of an error, shortened; connection failures said plainly."""
+    text = str(exc).strip()
+    if "Failed to establish a new connection" in text or "Connection refused" in text:
+        return "no answer (connection refused)"
+    if "Max retries exceeded" in text or "timed out" in text.lower():
+        return "no answer (the connection failed or timed out)"
+    return (text.splitlines()[0][:200] if text else type(exc).__name__)
+
+
+def open_api(url: str) -> Any:
+    """A pystac-client ``Client`` for ``url``; a CatalogError when it cannot be reached or is not STAC."""
     from pystac_client import Client
 
     try:
-        return Client.open(url).get_collection(collection) is not None
+        return Client.open(url)
+    except Exception as exc:
+        raise CatalogError(f"cannot search the STAC API {url}: {_reason(exc)}; check the URL and the connection") from None
+
+
+def collection_exists(url: str, collection: str) -> bool:
+    """Whether the API has ``collection`` (asked only to explain an empty search)."""
+    try:
+        return open_api(url).get_collection(collection) is not None
     except Exception:
         return False
 
 
 def list_collections(url: str) -> list[tuple[str, str]]:
     """(id, title) of every collection of a STAC API."""
-    from pystac_client import Client
-
+    client = open_api(url)
     try:
-        return sorted((c.id, c.title or "") for c in Client.open(url).get_collections())
+        return sorted((c.id, c.title or "") for c in client.get_collections())
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise CatalogError(f"cannot list the collections of {url}: {reason}; check the URL") from None
+        raise CatalogError(f"cannot list the collections of {url}: {_reason(exc)}; check the URL") from None
