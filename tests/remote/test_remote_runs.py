@@ -51,11 +51,17 @@ def _file_requests(srv: StacApiServer) -> list:
     return srv.requests(path_contains="/files/")
 
 
-def test_earth_search_api_run_equals_the_local_run_and_reads_only_ranges(sample_catalog, local_run, tmp_path):
+def test_earth_search_api_run_equals_the_local_run_and_reads_only_ranges(sample_catalog, local_run, tmp_path,
+                                                                        monkeypatch):
+    from geoloom.platform import stac_api
+
+    monkeypatch.setattr(stac_api, "PAGE_SIZE", 1)  # one item per page: the search must follow the next links
     with StacApiServer(sample_catalog, flavor="earth-search") as srv:
         run = _run(srv.api_url, tmp_path / "es", collection=COLLECTION)
         srv.wait_idle()
         gets = [r for r in _file_requests(srv) if r.method == "GET"]
+        pages = srv.requests(path_contains="/search")
+    assert len(pages) >= 4  # 4 scenes cover the bay
     assert run.ok
     _assert_same(run, local_run)
     assert gets and all(r.status == 206 and r.range for r in gets), "whole files were downloaded"
@@ -165,3 +171,14 @@ def test_unreachable_api_is_one_line_error(geoloom_cli):
     assert proc.returncode == 2
     assert proc.stderr.startswith("Error: cannot search the STAC API http://127.0.0.1:9/v1")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_remote_static_catalog_run_equals_the_local_run(sample_catalog, local_run, tmp_path):
+    with StacApiServer(sample_catalog, flavor="earth-search") as srv:
+        url = srv.url_for("catalog.json")
+        run = _run(url, tmp_path / "static")
+        srv.wait_idle()
+        tif_gets = [r for r in _file_requests(srv) if r.method == "GET" and r.path.endswith(".tif")]
+    assert run.ok
+    _assert_same(run, local_run)
+    assert tif_gets and all(r.status == 206 for r in tif_gets)
