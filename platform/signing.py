@@ -40,7 +40,7 @@ def _planetary_computer() -> Signer:
             "signing for Planetary Computer needs the planetary-computer package; "
             "pip install 'geoloom[planetary-computer]' (a subscription key, if any, goes in PC_SDK_SUBSCRIPTION_KEY)"
         ) from None
-    return planetary_computer.sign_url
+    return planetary_computer.sign  # str -> signed str (token cached and renewed by the package)
 
 
 _BUILTIN: dict[str, Callable[[], Signer]] = {"planetary-computer": _planetary_computer}

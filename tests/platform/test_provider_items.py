@@ -143,3 +143,16 @@ def test_catalog_kinds_and_date_ranges():
     assert datetime_range(dt.date(2024, 1, 9), None) == "2024-01-09T00:00:00Z/.."
     assert datetime_range(None, dt.date(2024, 1, 9)) == "../2024-01-09T23:59:59.999Z"
     assert datetime_range(None, None) is None
+
+
+def test_signers_by_name_module_path_and_unknown():
+    from geoloom.platform.signing import get_signer, redact, sign_href
+
+    assert sign_href("https://x.test/a.tif", None) == "https://x.test/a.tif"
+    assert get_signer("os.path:basename")("https://x.test/a.tif") == "a.tif"
+    with pytest.raises(CatalogError, match="unknown signer 'nope'"):
+        get_signer("nope")
+    signed = "https://x.test/a.tif?st=2024&sig=SECRET"
+    msg = redact(f"HTTP response code: 403 - {signed}", signed, "https://x.test/a.tif")
+    assert "SECRET" not in msg and "https://x.test/a.tif" in msg
+    assert "SECRET" not in redact("curl failed for https://y.test/b.tif?sig=SECRET", signed, "https://x.test/a.tif")
