@@ -27,7 +27,11 @@ _REGISTERED: dict[str, Signer] = {}
 
 
 def register_signer(name: str, signer: Signer) -> None:
-    """Make ``signer`` (href -> readable URL) available as ``sign=name`` in this process."""
+    """Make ``signer`` (href -> readable URL) available as ``sign=name`` in this process.
+
+    Tasks sign in the process that reads, so on a cluster use a name every worker can
+    resolve: ``module:function`` or a ``geoloom.signers`` entry point.
+    """
     _REGISTERED[name] = signer
     get_signer.cache_clear()
 
