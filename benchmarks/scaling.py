@@ -1,0 +1,140 @@
+"""Scaling: 1 against 2 Dask workers on the same region, and the no-op scheduling ceiling.
+
+    python -m benchmarks scaling [--quick]
+
+The same ``detect`` run (marine-debris, embedded LocalCluster, 1 thread per worker) with
+``workers=1`` and ``workers=2``, alternating, in fresh processes; speed-up = median seconds
+with 1 worker / median seconds with 2 (target >= 1.7 on 2 cores). Full: a 1024 x 2048 px
+window (8 tiles) of the full-tile sample, 2 repeats of each. The ceiling is the no-op tile task
+of ``benchmarks/scheduling.py`` through the same Dask executor (measured here on 1000 tiles,
+and its stored report),
+set against the tiles per second the real runs reach. ``--quick``: a 256 x 512 px window of a
+sample scene in 256 px tiles (2 tiles).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import (
+    RESULTS, SceneGrid, detect_child, ensure_sample_catalog, ensure_tile_catalog, finish_report, machine_line, median,
+    new_report, ratio, row, scene_items, write_report,
+)
+
+CASE = "scaling"
+TARGET = 1.7
+MODEL = "marine-debris"
+
+
+def region_spec(quick: bool) -> dict[str, Any]:
+    """The region both worker counts compute: 8 tiles (2 in quick mode)."""
+    if quick:
+        catalog = ensure_sample_catalog()
+        item = next(p for p in scene_items(catalog) if "30NZM" in p.name)
+        grid = SceneGrid.from_item(item)
+        day = json.loads(item.read_text())["properties"]["datetime"][:10]
+        window, extra = (1200, 204, 256, 512), {"tile_size": 256, "start": day, "end": day}
+    else:
+        catalog = ensure_tile_catalog()
+        grid = SceneGrid.from_item(scene_items(catalog)[0])
+        window, extra = grid.centred(1024, 2048), {}
+    return {"region": grid.window_region(*window), "catalog": str(catalog), "crs": f"EPSG:{grid.epsg}",
+            "model": MODEL, "runtime": "dask", "window": list(window), **extra}
+
+
+def one_run(spec: dict[str, Any], workers: int, out: Path) -> dict[str, Any]:
+    child = detect_child({**{k: v for k, v in spec.items() if k != "window"}, "workers": workers,
+                          "out": str(out / f"w{workers}-{len(list(out.iterdir()))}")})
+    res = child.result
+    ws = res["stages"]["worker_seconds"]
+    execute = res["timings"]["seconds"]["execute"]
+    return {"workers": workers, "detect_s": res["detect_s"], "process_s": child.wall_s, "execute_s": execute,
+            "publish_s": res["timings"]["seconds"]["publish"], "tiles": res["stages"]["tiles"],
+            "workers_used": len(res["stages"]["workers"]), "worker_seconds": ws, "per_tile_s": res["stages"]["per_tile_s"],
+            "fixed_s": round(res["detect_s"] - ws["total"] / workers, 3),
+            "tiles_per_s": round(res["stages"]["tiles"] / execute, 3)}
+
+
+def ceiling(workers: int, tiles: int) -> dict[str, Any]:
+    """The no-op scheduling ceiling, live on ``tiles`` tiles and as stored by ``benchmarks/scheduling.py``."""
+    from benchmarks.scheduling import measure
+
+    live = measure(tiles, workers, tiles)
+    stored_path = RESULTS / "scheduling.json"
+    stored = json.loads(stored_path.read_text()) if stored_path.exists() else None
+    return {"live": live, "stored": stored and {
+        n: {"dask_tiles_per_s": c["dask"]["tiles_per_second"], "in_process_tiles_per_s": c["in-process"]["tiles_per_second"]}
+        for n, c in stored["cases"].items()}}
+
+
+def bound_by(runs: list[dict[str, Any]], ceil: dict[str, Any], load: list[float]) -> str:
+    """Amdahl: what does not shrink with workers, and how much slower each tile gets."""
+    one = [r for r in runs if r["workers"] == 1]
+    two = [r for r in runs if r["workers"] == 2]
+    fixed1, fixed2 = median([r["fixed_s"] for r in one]), median([r["fixed_s"] for r in two])
+    tile1, tile2 = median([r["per_tile_s"]["total"] for r in one]), median([r["per_tile_s"]["total"] for r in two])
+    t1 = median([r["detect_s"] for r in one])
+    ideal = t1 / (fixed2 + median([r["worker_seconds"]["total"] for r in one]) / 2)
+    noop = ceil["live"]["dask"]["tiles_per_second"]
+    real = max(r["tiles_per_s"] for r in runs)
+    return (f"fixed seconds that do not shrink with workers (cluster start, worker imports, model load, publish): "
+            f"{fixed1:.1f} s with 1 worker, {fixed2:.1f} s with 2, of {t1:.1f} s; with per-tile cost unchanged the "
+            f"speed-up could reach {ideal:.2f}. Each tile takes {tile1:.2f} s alone and {tile2:.2f} s with 2 workers "
+            f"sharing 2 cores (load average before {load[0]:g}). Scheduling is not the bound: no-op tasks "
+            f"go at {noop:.0f} tiles/s, real runs at {real:.2f} tiles/s")
+
+
+def run(quick: bool = False, shared: dict[str, Any] | None = None) -> dict[str, Any]:
+    started = time.perf_counter()
+    repeats = 1 if quick else 2
+    spec = region_spec(quick)
+    report = new_report(CASE, quick, {
+        "model": MODEL, "repeats": repeats, "region": {k: v for k, v in spec.items() if k != "region"},
+        "order": "1 then 2 workers, then 2 then 1, alternating",
+        "command": f"python -m benchmarks {CASE}" + (" --quick" if quick else ""),
+    })
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="geoloom-scale-") as tmp:
+        for i in range(repeats):
+            for w in ((1, 2) if i % 2 == 0 else (2, 1)):
+                r = one_run(spec, w, Path(tmp))
+                r["repeat"] = i
+                runs.append(r)
+    t1 = median([r["detect_s"] for r in runs if r["workers"] == 1])
+    t2 = median([r["detect_s"] for r in runs if r["workers"] == 2])
+    speedup = ratio(t1, t2)
+    ceil = ceiling(2, 200 if quick else 1000)
+    met = speedup is not None and speedup >= TARGET
+    report.update({
+        "runs": runs, "median_s": {"1_worker": t1, "2_workers": t2}, "speedup": speedup, "target": f">= {TARGET}",
+        "met": met, "ceiling": ceil,
+        "tiles_only_speedup": ratio(median([r["worker_seconds"]["total"] for r in runs if r["workers"] == 1]),
+                                    median([r["worker_seconds"]["total"] / 2 for r in runs if r["workers"] == 2])),
+    })
+    report["bound_by"] = None if met else bound_by(runs, ceil, report["machine"]["load_average"])
+    finish_report(report, started)
+    noop = ceil["live"]["dask"]["tiles_per_second"]
+    report["summary"] = [
+        row(CASE, "speed-up 2 workers / 1 worker", speedup, f">= {TARGET}", met, machine_line(report["machine"])),
+        row(CASE, "no-op scheduling ceiling (tiles/s, Dask, 2 workers)", noop, None, None,
+            f"real runs: {max(r['tiles_per_s'] for r in runs)} tiles/s"),
+    ]
+    write_report(CASE, report)
+    return report
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    for r in run(args.quick)["summary"]:
+        print(r)
+
+
+if __name__ == "__main__":
+    main()
