@@ -93,12 +93,16 @@ def main() -> None:
     if path.exists() and args.cases:  # a partial run keeps the other cases' rows
         old = json.loads(path.read_text())
         kept = [r for r in old.get("rows", []) if r["case"] not in names]
-        summary["rows"] = kept + rows
+        order = list(CASES)
+        summary["rows"] = sorted(kept + rows, key=lambda r: order.index(r["case"]) if r["case"] in order else len(order))
         summary["case_seconds"] = {**old.get("case_seconds", {}), **summary["case_seconds"]}
     path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     print()
     print(table(summary["rows"], machine_line(summary["machine"])))
-    print(f"\n{len(names)} case(s) in {summary['wall_s'] / 60:.1f} min ({now()}); reports in {folder}")
+    code = summary["code"]
+    dirty = " + uncommitted changes" if code["uncommitted_source_changes"] else ""
+    print(f"\n{len(names)} case(s) in {summary['wall_s'] / 60:.1f} min ({now()}, geoloom {code['commit']}{dirty}); "
+          f"reports in {folder}")
 
 
 if __name__ == "__main__":

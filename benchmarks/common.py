@@ -354,13 +354,30 @@ def row(case: str, metric: str, measured: float | None, target: str | None, met:
     return {"case": case, "metric": metric, "measured": measured, "target": target, "met": met, "note": note}
 
 
+def code_version() -> dict[str, Any]:
+    """The geoloom commit measured, and the source files changed since it (uncommitted)."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=20).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
+               if line[3:].startswith(("platform/", "runtime/", "workflows/", "ui/"))]
+    return {"commit": git("rev-parse", "--short", "HEAD") or None, "uncommitted_source_changes": changed}
+
+
 def new_report(case: str, quick: bool, parameters: dict[str, Any]) -> dict[str, Any]:
-    """The common head of every report; ``finish_report`` adds the load after."""
-    return {"case": case, "quick": quick, "started": now(), "machine": machine_info(), "parameters": parameters}
+    """The common head of every report; ``finish_report`` adds the load and the code version after."""
+    return {"case": case, "quick": quick, "started": now(), "code": code_version(), "machine": machine_info(),
+            "parameters": parameters}
 
 
 def finish_report(report: dict[str, Any], started: float) -> dict[str, Any]:
     report["finished"] = now()
     report["wall_s"] = round(time.perf_counter() - started, 1)
     report["load_average_after"] = load_average()
+    after = code_version()
+    if after != report.get("code"):
+        report["code_after"] = after  # the source changed while this case ran: its numbers mix versions
     return report
