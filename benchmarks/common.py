@@ -354,8 +354,12 @@ def row(case: str, metric: str, measured: float | None, target: str | None, met:
     return {"case": case, "metric": metric, "measured": measured, "target": target, "met": met, "note": note}
 
 
+SOURCE_DIRS = ("platform", "runtime", "workflows", "ui")
+
+
 def code_version() -> dict[str, Any]:
-    """The geoloom commit measured, and the source files changed since it (uncommitted)."""
+    """The geoloom commit measured: HEAD, the last commit that changed the source, and the
+    source files changed since (uncommitted)."""
     def git(*args: str) -> str:
         try:
             return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=20).stdout.strip()
@@ -363,8 +367,16 @@ def code_version() -> dict[str, Any]:
             return ""
 
     changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
-               if line[3:].startswith(("platform/", "runtime/", "workflows/", "ui/"))]
-    return {"commit": git("rev-parse", "--short", "HEAD") or None, "uncommitted_source_changes": changed}
+               if line[3:].startswith(tuple(d + "/" for d in SOURCE_DIRS))]
+    return {"commit": git("rev-parse", "--short", "HEAD") or None,
+            "source_commit": git("log", "-1", "--format=%h", "--", *SOURCE_DIRS) or None,
+            "uncommitted_source_changes": changed}
+
+
+def same_source(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    """Whether two code versions ran the same geoloom source (benchmark-only commits aside)."""
+    keys = ("source_commit", "uncommitted_source_changes")
+    return bool(a and b) and all(a.get(k) == b.get(k) for k in keys)
 
 
 def new_report(case: str, quick: bool, parameters: dict[str, Any]) -> dict[str, Any]:
@@ -378,6 +390,6 @@ def finish_report(report: dict[str, Any], started: float) -> dict[str, Any]:
     report["wall_s"] = round(time.perf_counter() - started, 1)
     report["load_average_after"] = load_average()
     after = code_version()
-    if after != report.get("code"):
+    if not same_source(after, report.get("code")):
         report["code_after"] = after  # the source changed while this case ran: its numbers mix versions
     return report
