@@ -1,4 +1,4 @@
-"""Read scene bands warped onto a tile grid, with windowed reads only."""
+"""Read scene bands onto a tile grid: windowed reads, upsampled in memory when aligned, warped otherwise."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from rasterio.windows import Window
 from affine import Affine
 from odc.geo.geobox import GeoBox
 
+from geoloom.platform.aligned_read import alignment, read_aligned
 from geoloom.platform.bands import CATEGORICAL_BANDS
 from geoloom.platform.catalog import AssetRef
 from geoloom.platform.errors import ImageryReadError
@@ -28,7 +29,7 @@ from geoloom.platform.signing import redact, sign_href
 #: GDAL settings for many small windowed reads in worker processes, local or over HTTP (see FIELD_NOTES).
 GDAL_ENV: dict[str, Any] = {
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-    "GDAL_CACHEMAX": 256,
+    "GDAL_CACHEMAX": 64 * 2**20,  # bytes (a bare 64 would be 64 bytes through rasterio)
     "GDAL_NUM_THREADS": 1,
     # HTTP: only raster files, one request for neighbouring blocks, HTTP/2 over TLS, header read at open
     "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF,.jp2",
@@ -148,11 +149,14 @@ def block_size_for(tile_size: int) -> int:
     return 16
 
 
-def read_band(asset: AssetRef, geobox: GeoBox, grid: WarpGrid | None = None) -> np.ndarray:
-    """One band warped onto ``geobox`` as float32 physical values, NaN where there is no data.
+def read_band(asset: AssetRef, geobox: GeoBox, grid: WarpGrid | None = None, *, force_warp: bool = False) -> np.ndarray:
+    """One band resampled onto ``geobox`` as float32 physical values, NaN where there is no data.
 
-    Reflectance is resampled bilinearly, classes (SCL) with nearest neighbour. The warp runs
-    block by block on ``grid`` (see WarpGrid); without one, on a grid anchored at ``geobox``.
+    Reflectance is resampled bilinearly, classes (SCL) with nearest neighbour. A band that
+    already lies on the grid (same CRS, pixel edges on the grid) is read and upsampled in memory
+    (see aligned_read); any other is warped by GDAL block by block on ``grid`` (see WarpGrid);
+    without a grid, on one anchored at ``geobox``. ``force_warp`` warps an aligned band too (the
+    two give the same values; the warp is the slower reference).
     """
     grid = grid or WarpGrid.around(geobox)
     categorical = asset.band in CATEGORICAL_BANDS
@@ -174,6 +178,11 @@ def read_band(asset: AssetRef, geobox: GeoBox, grid: WarpGrid | None = None) -> 
                     href=asset.href,
                 )
             src_nodata = asset.nodata if asset.nodata is not None else src.nodata
+            aligned = alignment(src.crs, src.transform, grid.crs, Affine(*grid.transform))
+            if aligned is not None and not force_warp:  # already on the grid: a windowed read, upsampled in memory
+                out = read_aligned(src, asset.bidx, aligned, row0, col0, (h, w), nodata=src_nodata,
+                                   categorical=categorical)
+                return _scaled(out, asset, categorical)
             vrt = stack.enter_context(
                 WarpedVRT(
                     src,
@@ -203,6 +212,11 @@ def read_band(asset: AssetRef, geobox: GeoBox, grid: WarpGrid | None = None) -> 
         hint = ("check the URL is reachable (geoloom retried it)" if _is_remote(asset.href)
                 else "check the file exists and is a complete GeoTIFF")
         raise ImageryReadError(f"cannot read {asset.href}: {reason}; {hint}", href=asset.href) from None
+    return _scaled(out, asset, categorical)
+
+
+def _scaled(out: np.ndarray, asset: AssetRef, categorical: bool) -> np.ndarray:
+    """Stored values to physical ones (the asset's scale and offset; classes stay codes)."""
     if not categorical and (asset.scale != 1.0 or asset.offset != 0.0):
         out = out * np.float32(asset.scale) + np.float32(asset.offset)
     return out

@@ -463,7 +463,7 @@ def generate_sample_data(out: str | Path | None = None, *, seed: int = 0, size: 
         raise SampleDataError(f"unknown sample size {size!r}; use 'small' or 'tile'.")
     if not isinstance(seed, int | np.integer) or isinstance(seed, bool) or seed < 0:
         raise SampleDataError(f"the seed must be a whole number >= 0, not {seed!r}.")
-    out = Path(out) if out is not None else default_sample_dir()
+    out = Path(out).absolute() if out is not None else default_sample_dir()  # items name their files by absolute path
     tmp_root = _prepare_output(out)
     specs = _scenes(size, _scale)
     if size == "tile":
@@ -501,7 +501,7 @@ def generate_sample_data(out: str | Path | None = None, *, seed: int = 0, size: 
         item_dir = out / COLLECTION_ID / spec.item_id
         item_dir.mkdir(parents=True)
         (tmp_root / str(i)).mkdir()
-        with rasterio.Env(GDAL_CACHEMAX=128):
+        with rasterio.Env(GDAL_CACHEMAX=128 * 2**20):
             counts = _write_scene(spec, worlds[spec.acquisition], seed, i, item_dir, tmp_root / str(i), tick,
                                   strip_pixels=strip_pixels, workers=strip_workers)
         return _item(spec, item_dir, counts, seed)

@@ -182,6 +182,20 @@ def test_progress_reports_every_step(tmp_path: Path) -> None:
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
 
 
+def test_a_relative_folder_gives_a_catalog_readable_from_anywhere(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = generate_sample_data("rel/sample", seed=1, _scale=0.1)
+    assert path.is_absolute()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    items = list(pystac.Catalog.from_file(str(path)).get_items(recursive=True))
+    assert len(items) == 4
+    for item in items:
+        with rasterio.open(item.assets["blue"].get_absolute_href()) as src:
+            assert src.read(1, window=((0, 4), (0, 4))).shape == (4, 4)
+
+
 def test_bad_options_raise_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(GeoloomError, match="size"):
         generate_sample_data(tmp_path, size="huge")  # type: ignore[arg-type]
