@@ -218,3 +218,19 @@ def test_docker_compose_services_run_a_job_and_survive_a_killed_worker(sample_ca
                 p.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+def _malloc_settings() -> tuple[str | None, str | None]:
+    return os.environ.get("MALLOC_MMAP_THRESHOLD_"), os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+
+def test_embedded_workers_keep_tile_arrays_on_the_heap():
+    """Dask's trim setting alone turns every tile-sized array into a fresh mmap (2x slower reads)."""
+    from geoloom.runtime.executors import WORKER_ENVIRON, DaskExecutor
+
+    ex = DaskExecutor(workers=1)
+    try:
+        seen = list(ex.client.run(_malloc_settings).values())
+    finally:
+        ex.close()
+    assert seen == [(WORKER_ENVIRON["MALLOC_MMAP_THRESHOLD_"], "65536")]
