@@ -106,19 +106,20 @@ def read_aligned(
     iy, ty = _bilinear_axis(fy, f)
     ix, tx = _bilinear_axis(fx, f)
     v = _source_window(src, bidx, (int(iy[0]), int(iy[-1]) + 2), (int(ix[0]), int(ix[-1]) + 2), nodata)
-    ly, lx = (iy - iy[0])[:, None], (ix - ix[0])[None, :]
-    wy, wx = ty[:, None], tx[None, :]
-    num = np.zeros((h, w), dtype=np.float64)
-    den = np.zeros((h, w), dtype=np.float64)
-    for dy, wgt_y in ((0, 1.0 - wy), (1, wy)):
-        for dx, wgt_x in ((0, 1.0 - wx), (1, wx)):
-            val = v[ly + dy, lx + dx]
-            ok = ~np.isnan(val)
-            wgt = wgt_y * wgt_x
-            num += np.where(ok, wgt * val, 0.0)
-            den += np.where(ok, wgt, 0.0)
+    valid = ~np.isnan(v)
+    ly, lx = iy - iy[0], ix - ix[0]
+    wy, wx = ty.astype(np.float32)[:, None], tx.astype(np.float32)[None, :]
+
+    def interpolate(a: np.ndarray) -> np.ndarray:  # separable: along rows, then along columns
+        rows = (1 - wy) * a[ly] + wy * a[ly + 1]
+        return (1 - wx) * rows[:, lx] + wx * rows[:, lx + 1]
+
+    # the weights of the neighbours that have data, and their weighted sum: the same arithmetic
+    # for every pixel wherever the tile lies, so neighbouring tiles agree to the last bit
+    num = interpolate(np.where(valid, v, np.float32(0)))
+    den = interpolate(valid.astype(np.float32))
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(den > 1e-5, num / den, np.nan).astype(np.float32)
+        out = np.where(den > 1e-5, num / den, np.float32(np.nan)).astype(np.float32)
     # as in GDAL's warper: no data where the source pixel under the grid pixel's centre has none
     # (or lies outside the source raster)
     out[np.isnan(v[(fy // f - iy[0])[:, None], (fx // f - ix[0])[None, :]])] = np.nan

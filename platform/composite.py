@@ -33,14 +33,21 @@ def composite_tile(
     values = {b: np.full((h, w), np.nan, dtype=np.float32) for b in bands}
     used: dict[str, int] = {}
     fallback_candidates: list[int] = []
+    kept: dict[tuple[int, str], np.ndarray] = {}  # bands of fallback candidates, read once per tile
 
-    def take(i: int, where: np.ndarray) -> None:
-        scene = scenes[i]
+    def band(i: int, b: str, keep: bool = False) -> np.ndarray:
+        arr = kept.get((i, b))
+        if arr is None:
+            arr = read(scenes[i], b, geobox)
+            if keep:
+                kept[(i, b)] = arr
+        return arr
+
+    def take(i: int, where: np.ndarray, keep: bool = False) -> None:
         for b in bands:
-            arr = read(scene, b, geobox)
-            values[b][where] = arr[where]
+            values[b][where] = band(i, b, keep)[where]
         pick[where] = i
-        used[scene.id] = used.get(scene.id, 0) + int(where.sum())
+        used[scenes[i].id] = used.get(scenes[i].id, 0) + int(where.sum())
 
     for i, scene in enumerate(scenes):
         missing = [b for b in bands if b not in scene.assets]
@@ -54,22 +61,21 @@ def composite_tile(
             valid = np.isfinite(scl) & (scl != 0)
             clear = valid & ~np.isin(scl, list(SCL_UNCLEAR))
         else:
-            first = read(scene, bands[0], geobox)
-            valid = np.isfinite(first)
+            valid = np.isfinite(band(i, bands[0]))
             clear = valid
+        candidate = bool((valid & ~clear & (pick < 0)).any())
+        if candidate:
+            fallback_candidates.append(i)
         new = clear & (pick < 0)
         if new.any():
-            take(i, new)
-        if (valid & ~clear).any():
-            fallback_candidates.append(i)
+            take(i, new, keep=candidate)
         if (pick >= 0).all():
             break
 
     if (pick < 0).any() and fallback_candidates:
         order = sorted(fallback_candidates, key=lambda i: (scenes[i].cloud_cover if scenes[i].cloud_cover is not None else 100.0, i))
         for i in order:
-            first = read(scenes[i], bands[0], geobox)
-            new = np.isfinite(first) & (pick < 0)
+            new = np.isfinite(band(i, bands[0])) & (pick < 0)
             if new.any():
                 take(i, new)
             if (pick >= 0).all():

@@ -1,0 +1,46 @@
+"""Compositing: the most recent clear pixel wins, the least cloudy scene fills the rest, each band read once."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+from affine import Affine
+from odc.geo.geobox import GeoBox
+from shapely.geometry import box
+
+from geoloom.platform.catalog import AssetRef, Scene
+from geoloom.platform.composite import composite_tile
+
+GEOBOX = GeoBox((4, 4), Affine(10, 0, 500_000, 0, -10, 4_000_000), "EPSG:32630")
+CLEAR, CLOUD, WATER = 4, 9, 6
+
+
+def _scene(name: str, cloud_cover: float) -> Scene:
+    assets = {b: AssetRef(href=f"{name}/{b}.tif", band=b) for b in ("red", "nir", "scl")}
+    return Scene(id=name, datetime="2024-01-01T00:00:00Z", cloud_cover=cloud_cover, footprint=box(0, 0, 1, 1),
+                 assets=assets)
+
+
+def test_cloudy_pixels_fall_back_to_the_least_cloudy_scene_reading_each_band_once():
+    newest, oldest = _scene("newest", 60.0), _scene("oldest", 20.0)
+    scl = {
+        "newest": np.array([[WATER, WATER, CLOUD, CLOUD]] * 4, dtype=np.float32),
+        "oldest": np.array([[CLOUD, WATER, WATER, CLOUD]] * 4, dtype=np.float32),
+    }
+    value = {"newest": 1.0, "oldest": 2.0}
+    reads: Counter[tuple[str, str]] = Counter()
+
+    def read(scene: Scene, band: str, geobox: GeoBox) -> np.ndarray:
+        reads[(scene.id, band)] += 1
+        if band == "scl":
+            return scl[scene.id]
+        return np.full(geobox.shape.yx, value[scene.id] * (10 if band == "nir" else 1), dtype=np.float32)
+
+    ds, used = composite_tile([newest, oldest], ("red", "nir"), GEOBOX, read)
+    # columns: clear in newest | clear in both (newest wins) | clear in oldest only | cloudy in both
+    np.testing.assert_array_equal(ds["red"].values[0], [1.0, 1.0, 2.0, 2.0])  # last column: oldest is less cloudy
+    np.testing.assert_array_equal(ds["nir"].values[0], [10.0, 10.0, 20.0, 20.0])
+    np.testing.assert_array_equal(ds["scene_index"].values[0], [0, 0, 1, 1])
+    assert used == {"newest": 8, "oldest": 8}
+    assert max(reads.values()) == 1, reads
