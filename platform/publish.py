@@ -47,7 +47,7 @@ def _write_cog(store: str | Path, spec: OutputSpec, plan: Plan, dst: str | Path)
         profile = dict(
             driver="GTiff", width=w, height=h, count=1, dtype=spec.dtype, crs=plan.crs,
             transform=Affine(*plan.transform), nodata=nodata, tiled=True, blockxsize=256, blockysize=256,
-            compress="deflate", BIGTIFF="IF_SAFER",
+            compress="deflate", BIGTIFF="IF_SAFER", num_threads="ALL_CPUS",
         )
         with rasterio.open(tmp_tif, "w", **profile) as out:
             out.update_tags(1, name=spec.name, kind=spec.kind)
@@ -56,11 +56,12 @@ def _write_cog(store: str | Path, spec: OutputSpec, plan: Plan, dst: str | Path)
                     block = arr[y0 : y0 + t, x0 : x0 + t].values
                     out.write(block, 1, window=Window(x0, y0, block.shape[1], block.shape[0]))
         cog = cog_profiles.get("deflate")
-        cog.update(blockxsize=256, blockysize=256, predictor=3 if spec.dtype.startswith("float") else 2)
+        cog.update(blockxsize=256, blockysize=256, predictor=3 if spec.dtype.startswith("float") else 2,
+                   num_threads="ALL_CPUS")  # compression on every core: the workers are idle while publishing
         part = dst.with_suffix(".tif.part")
         cog_translate(
             str(tmp_tif), str(part), cog, nodata=nodata, overview_resampling="average" if spec.kind in ("probability", "index") else "nearest",
-            quiet=True, use_cog_driver=True, in_memory=False,
+            quiet=True, use_cog_driver=True, in_memory=False, config={"GDAL_NUM_THREADS": "ALL_CPUS"},
         )
         os.replace(part, dst)
     return dst

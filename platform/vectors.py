@@ -101,7 +101,11 @@ def merge_across_tiles(parts: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 
 def read_parts(folder: str | Path, crs: str) -> gpd.GeoDataFrame:
     """All per-tile detection parts of a run, in tile-key order."""
-    files = sorted(Path(folder).glob("*.parquet"))
+    import pyarrow.parquet as pq
+
+    # most tiles find nothing: skip their parts by the row count in the footer (reading each
+    # part as a GeoDataFrame costs ~50 ms, 25 s over the 484 tiles of a Sentinel-2 tile)
+    files = [f for f in sorted(Path(folder).glob("*.parquet")) if pq.read_metadata(f).num_rows]
     frames = [gpd.read_parquet(f) for f in files]
     frames = [f for f in frames if len(f)]
     if not frames:

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -222,18 +223,23 @@ def publish(prepared: Prepared, out: Path, *, run_id: str, started: dt.datetime,
         "zarr": ("./result.zarr", "application/vnd+zarr", ["data"]),
     }
     primary = card.output(card.primary)
-    write_cog(store, primary, plan, out / "result.tif")
-    assets["result"] = ("./result.tif", pystac_cog(), ["data"])
-    for spec in card.outputs:
-        if spec.name != card.primary:
-            write_cog(store, spec, plan, out / f"result-{spec.name}.tif")
-            assets[spec.name] = (f"./result-{spec.name}.tif", pystac_cog(), ["data"])
-    if card.detection:
-        gdf = finalize_detections(read_parts(out / "parts", plan.crs), run_id=run_id, model=card.name)
-        write_detections(gdf, out)
+    layers = {"result": (primary, "result.tif")} | {
+        spec.name: (spec, f"result-{spec.name}.tif") for spec in card.outputs if spec.name != card.primary
+    }
+    # the COGs and the quicklook on two threads (GDAL works outside the GIL), the vectors meanwhile here
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="publish") as pool:
+        pending = [pool.submit(write_cog, store, spec, plan, out / name) for spec, name in layers.values()]
+        pending.append(pool.submit(write_quicklook, store, primary, out / "quicklook.png"))
+        gdf = finalize_detections(read_parts(out / "parts", plan.crs), run_id=run_id, model=card.name) if card.detection else None
+        if gdf is not None:
+            write_detections(gdf, out)
+        for f in pending:
+            f.result()
+    for key, (_, name) in layers.items():
+        assets[key] = (f"./{name}", pystac_cog(), ["data"])
+    if gdf is not None:
         assets["detections"] = ("./detections.parquet", "application/vnd.apache.parquet", ["data"])
         assets["detections-geojson"] = ("./detections.geojson", "application/geo+json", ["data"])
-    write_quicklook(store, primary, out / "quicklook.png")
     assets["quicklook"] = ("./quicklook.png", "image/png", ["overview"])
     records = Ledger(out / "ledger.jsonl").records()
     keys = [t.key for t in plan.tiles]
