@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from geoloom.platform.models.base import Model
-from geoloom.platform.models.registry import get_model
+from geoloom.platform.models.card import ModelCard
+from geoloom.platform.models.registry import get_card, get_model
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,13 @@ class ModelSpec:
 _CACHE: dict[str, Model] = {}
 _LOCK = threading.Lock()
 LOADS = {"count": 0}
+
+
+def model_card(spec: ModelSpec) -> ModelCard:
+    """The card of ``spec``'s model, without loading the model where the registry can (no torch in a client)."""
+    if spec.instance is not None:
+        return spec.instance.card
+    return get_card(spec.name, **spec.params)
 
 
 def load_model(spec: ModelSpec) -> Model:

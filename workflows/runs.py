@@ -8,25 +8,25 @@ import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Callable
 
 from geoloom.platform.bands import require_bands
 from geoloom.platform.catalog import Scene, search_scenes
-from geoloom.platform.errors import BandError, OutputError
+from geoloom.platform.errors import OutputError
 from geoloom.platform.ledger import Ledger
 from geoloom.platform.models.card import ModelCard
 from geoloom.platform.mosaic import create_store
 from geoloom.platform.plan import Plan, plan_tiles
 from geoloom.platform.publish import build_manifest, write_cog, write_detections, write_quicklook
-from geoloom.platform.region import Region, as_region
+from geoloom.platform.region import Region
 from geoloom.platform.tile_job import TileJob
 from geoloom.platform.vectors import finalize_detections, read_parts
 from geoloom.runtime.engine import placement, run_tiles
 from geoloom.runtime.executors import ClusterInfo, Executor, make_executor
-from geoloom.runtime.model_cache import ModelSpec, load_model
+from geoloom.runtime.model_cache import ModelSpec, model_card
 from geoloom.runtime.progress import ProgressCallback
 
 #: Files a run folder holds; only these are replaced by ``overwrite``.
@@ -103,8 +103,7 @@ class Prepared:
 
 def prepare(request: RunRequest) -> Prepared:
     """Validate the request and plan it; reads no pixels."""
-    model = load_model(request.model)
-    card = model.card
+    card = model_card(request.model)
     scenes = search_scenes(request.catalog, request.region, start=request.start, end=request.end,
                            max_cloud=request.max_cloud, collection=request.collection, query=request.query,
                            sign=request.sign)

@@ -10,10 +10,8 @@ live in ``cards/marine-debris.json``, written by the training, evaluation and be
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -24,27 +22,19 @@ from torch import nn
 from geoloom.platform.bands import REFLECTANCE_BANDS
 from geoloom.platform.errors import ModelError
 from geoloom.platform.models.base import nodata_mask
-from geoloom.platform.models.card import ModelCard, OutputSpec, check_weights
+from geoloom.platform.models.card import check_weights
 from geoloom.platform.models.clouds import CLOUD, CLOUD_NODATA, SHADOW, CloudModel
+from geoloom.platform.models.marine_debris_card import (
+    CARD_FILE, DOWNSAMPLE, HALO, MODELS_DIR, NAME, WEIGHTS_FILE, build_card, read_card_data,
+)
 
 __all__ = [
     "CARD_FILE", "CHANNELS", "DOWNSAMPLE", "DebrisNet", "HALO", "LAND_SCL", "MarineDebrisModel", "NAME",
-    "WEIGHTS_FILE", "build_card", "pick_device", "read_card_data", "receptive_field_radius",
+    "MODELS_DIR", "WEIGHTS_FILE", "build_card", "pick_device", "read_card_data", "receptive_field_radius",
 ]
-
-NAME = "marine-debris"
-MODELS_DIR = Path(__file__).resolve().parent
-WEIGHTS_FILE = MODELS_DIR / "weights" / "marine-debris.pt"
-CARD_FILE = MODELS_DIR / "cards" / "marine-debris.json"
 
 #: Feature channels at full, 1/2 and 1/4 resolution.
 CHANNELS: tuple[int, int, int] = (16, 32, 48)
-#: Two 2x poolings: inputs are padded to a multiple of 4 and the halo is one too, so every
-#: tile's pooling grid lines up with the output grid and tiles join without seams.
-DOWNSAMPLE = 4
-#: Receptive-field radius of :class:`DebrisNet` (``receptive_field_radius()`` measures 19 px),
-#: rounded up to a multiple of DOWNSAMPLE. The tests check both facts.
-HALO = 20
 #: SCL codes of land (vegetation, bare soil and built-up): never debris.
 LAND_SCL: tuple[int, ...] = (4, 5)
 
@@ -169,56 +159,6 @@ def infer(net: DebrisNet, x: np.ndarray, device: torch.device) -> np.ndarray:
     with torch.inference_mode(), amp:
         p = torch.sigmoid(net(t).float())
     return p[:, 0, :h, :w].cpu().numpy()
-
-
-# --------------------------------------------------------------------------- the card
-def read_card_data(path: Path = CARD_FILE) -> dict[str, Any]:
-    """What the training, evaluation and benchmark scripts wrote about the model ({} before training)."""
-    if not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot read the card data {path}: {exc}; reinstall geoloom or retrain the model") from None
-
-
-def build_card(data: dict[str, Any]) -> ModelCard:
-    """The marine-debris card: fixed facts here, measured numbers from the card data."""
-    return ModelCard(
-        name=NAME,
-        title="Floating marine debris (learned)",
-        description=(
-            "Finds floating litter at sea - lines and patches of plastic, wood and other debris that "
-            "currents gather into windrows - and gives each 10 m pixel a probability. It is a small neural "
-            "network that looks at all twelve colour bands and at the shape of what surrounds each pixel, "
-            "so it learned to tell debris from sea foam, ship wakes, ships, Sargassum seaweed and muddy "
-            "river plumes, which fool the simple Floating Debris Index. Clouds, cloud shadows and land "
-            "(from the scene classification) are masked first. It was trained on generated scenes, so "
-            "treat its detections on real imagery as leads to check, not proof."
-        ),
-        bands=REFLECTANCE_BANDS + ("scl",),
-        resolution=10.0,
-        halo=HALO,
-        tile_size=512,
-        outputs=(
-            OutputSpec("probability", "probability", "float32", None,
-                       "Debris probability 0..1 (NaN: no data, cloud or cloud shadow)"),
-            OutputSpec("debris", "mask", "uint8", 255, "1 where the probability reaches the threshold",
-                       {0: "no debris", 1: "debris"}),
-        ),
-        primary="probability",
-        detection="debris",
-        score="probability",
-        threshold=float(data.get("threshold", 0.5)),
-        gpu="prefers",
-        weights=str(WEIGHTS_FILE.relative_to(MODELS_DIR)),
-        sha256=data.get("sha256"),
-        version=str(data.get("version", "1")),
-        mpx_per_s=data.get("mpx_per_s"),
-        imagery="Sentinel-2 L2A (12 reflectance bands + SCL)",
-        training=dict(data.get("training", {})),
-        metrics=dict(data.get("metrics", {})),
-    )
 
 
 # --------------------------------------------------------------------------- the model

@@ -26,6 +26,12 @@ BUILTINS: dict[str, str] = {
     "marine-debris": "geoloom.platform.models.marine_debris:MarineDebrisModel",
 }
 
+#: name -> "module:function" giving a built-in's card from the same parameters without building
+#: the model (a client plans a run without importing torch; the workers load the network).
+BUILTIN_CARDS: dict[str, str] = {
+    "marine-debris": "geoloom.platform.models.marine_debris_card:card",
+}
+
 
 def _load_ref(ref: str) -> Callable[..., Model]:
     module, _, attr = ref.partition(":")
@@ -87,8 +93,15 @@ def get_model(name_or_path: str | Path, **params: Any) -> Model:
     return model
 
 
-def get_card(name_or_path: str | Path) -> ModelCard:
-    return get_model(name_or_path).card
+def get_card(name_or_path: str | Path, **params: Any) -> ModelCard:
+    """The card of a model, checked as building it would check it; built-ins that have a card
+    function (BUILTIN_CARDS) are not built."""
+    name = str(name_or_path).strip()
+    if name in BUILTIN_CARDS and not is_model_folder(name_or_path):
+        card = _load_ref(BUILTIN_CARDS[name])(**params)
+        validate_card(card)
+        return card
+    return get_model(name_or_path, **params).card
 
 
 def list_cards() -> list[ModelCard]:
@@ -107,7 +120,7 @@ def card_text(card: ModelCard) -> str:
     lines = [f"{card.name}: {card.title}", "", card.description, ""]
     lines.append(f"imagery:      {card.imagery}, bands {', '.join(card.bands)}")
     lines.append(f"resolution:   {card.resolution:g} m, tile {card.tile_size} px, halo {card.halo} px")
-    lines.append(f"outputs:      " + "; ".join(f"{o.name} ({o.kind}, {o.dtype})" for o in card.outputs))
+    lines.append("outputs:      " + "; ".join(f"{o.name} ({o.kind}, {o.dtype})" for o in card.outputs))
     if card.threshold is not None:
         lines.append(f"threshold:    {card.threshold:g} on {card.score or card.primary}")
     lines.append(f"device:       GPU {card.gpu}")

@@ -80,6 +80,23 @@ def test_tampered_weights_are_refused_before_any_tile(tmp_path):
         MarineDebrisModel(weights=bad)
     with pytest.raises(ModelError, match="missing"):
         MarineDebrisModel(weights=tmp_path / "nowhere.pt")
+    with pytest.raises(ModelError, match="do not match its card"):  # the card alone checks them too
+        registry.get_card("marine-debris", weights=bad)
+
+
+def test_planning_a_run_leaves_torch_to_the_workers(sample_catalog, tmp_path):
+    """The client reads the card, not the network: no torch in the process that plans (180 MB, 1-2 s)."""
+    code = textwrap.dedent(f"""
+        import sys
+        from geoloom.workflows.api import plan_run
+        prepared = plan_run("sample-bay", model="marine-debris", catalog={str(sample_catalog)!r}, out={str(tmp_path / "o")!r})
+        assert prepared.card.sha256 == {MarineDebrisModel().card.sha256!r}
+        assert prepared.card.to_dict() == {MarineDebrisModel().card.to_dict()!r}
+        print("torch" in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
 
 
 def test_weights_are_a_plain_state_dict():

@@ -1,0 +1,90 @@
+"""The marine-debris card, without torch: what a client needs to plan a run (workers load the network).
+
+The card's measured numbers (threshold, training details, scores, throughput) live in
+``cards/marine-debris.json``, written by the training, evaluation and benchmark scripts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from geoloom.platform.bands import REFLECTANCE_BANDS
+from geoloom.platform.errors import ModelError
+from geoloom.platform.models.card import ModelCard, OutputSpec, check_weights
+
+NAME = "marine-debris"
+MODELS_DIR = Path(__file__).resolve().parent
+WEIGHTS_FILE = MODELS_DIR / "weights" / "marine-debris.pt"
+CARD_FILE = MODELS_DIR / "cards" / "marine-debris.json"
+
+#: Two 2x poolings: inputs are padded to a multiple of 4 and the halo is one too, so every
+#: tile's pooling grid lines up with the output grid and tiles join without seams.
+DOWNSAMPLE = 4
+#: Receptive-field radius of :class:`DebrisNet` (``receptive_field_radius()`` measures 19 px),
+#: rounded up to a multiple of DOWNSAMPLE. The tests check both facts.
+HALO = 20
+
+
+def read_card_data(path: Path = CARD_FILE) -> dict[str, Any]:
+    """What the training, evaluation and benchmark scripts wrote about the model ({} before training)."""
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read the card data {path}: {exc}; reinstall geoloom or retrain the model") from None
+
+
+def build_card(data: dict[str, Any]) -> ModelCard:
+    """The marine-debris card: fixed facts here, measured numbers from the card data."""
+    return ModelCard(
+        name=NAME,
+        title="Floating marine debris (learned)",
+        description=(
+            "Finds floating litter at sea - lines and patches of plastic, wood and other debris that "
+            "currents gather into windrows - and gives each 10 m pixel a probability. It is a small neural "
+            "network that looks at all twelve colour bands and at the shape of what surrounds each pixel, "
+            "so it learned to tell debris from sea foam, ship wakes, ships, Sargassum seaweed and muddy "
+            "river plumes, which fool the simple Floating Debris Index. Clouds, cloud shadows and land "
+            "(from the scene classification) are masked first. It was trained on generated scenes, so "
+            "treat its detections on real imagery as leads to check, not proof."
+        ),
+        bands=REFLECTANCE_BANDS + ("scl",),
+        resolution=10.0,
+        halo=HALO,
+        tile_size=512,
+        outputs=(
+            OutputSpec("probability", "probability", "float32", None,
+                       "Debris probability 0..1 (NaN: no data, cloud or cloud shadow)"),
+            OutputSpec("debris", "mask", "uint8", 255, "1 where the probability reaches the threshold",
+                       {0: "no debris", 1: "debris"}),
+        ),
+        primary="probability",
+        detection="debris",
+        score="probability",
+        threshold=float(data.get("threshold", 0.5)),
+        gpu="prefers",
+        weights=str(WEIGHTS_FILE.relative_to(MODELS_DIR)),
+        sha256=data.get("sha256"),
+        version=str(data.get("version", "1")),
+        mpx_per_s=data.get("mpx_per_s"),
+        imagery="Sentinel-2 L2A (12 reflectance bands + SCL)",
+        training=dict(data.get("training", {})),
+        metrics=dict(data.get("metrics", {})),
+    )
+
+
+def card(threshold: float | None = None, *, device: str | None = None, weights: str | Path | None = None,
+         card_file: str | Path | None = None) -> ModelCard:
+    """The card that ``MarineDebrisModel(**params)`` would carry, checked as it checks it (weights hash,
+    threshold), without importing torch."""
+    if threshold is not None:
+        try:
+            float(threshold)
+        except (TypeError, ValueError):
+            raise ModelError(f"threshold {threshold!r} must be a number between 0 and 1") from None
+    result = build_card(read_card_data(Path(card_file) if card_file else CARD_FILE))
+    check_weights(result, Path(weights) if weights else WEIGHTS_FILE)
+    return result
