@@ -7,7 +7,7 @@ OUT    ?= runs/demo
 PRESET ?= sample-bay
 MODEL  ?= marine-debris
 
-.PHONY: setup demo test test-fast sample-data ui bench clean-runs browser web-assets
+.PHONY: setup demo test test-fast sample-data ui bench bench-quick clean-runs browser web-assets
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ ui: setup sample-data
 
 bench: setup sample-data
 	$(PY) -m benchmarks
+
+# a few-minute smoke run of every case (reports in benchmarks/results/quick/)
+bench-quick: setup sample-data
+	$(PY) -m benchmarks --quick
 
 clean-runs:
 	rm -rf runs

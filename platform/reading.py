@@ -6,7 +6,10 @@ import ctypes
 import ctypes.util
 import functools
 import os
-from contextlib import ExitStack
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,6 +105,56 @@ def forget_remote_file(url: str) -> None:
         clear(("/vsicurl/" + url.split("?")[0]).encode())
 
 
+#: Local rasters kept open per thread: a closed dataset drops its decoded blocks from GDAL's
+#: cache, and neighbouring tiles (run on one worker, see DaskExecutor affinity) share blocks.
+MAX_OPEN_DATASETS = 64
+_open_datasets = threading.local()
+
+
+def _identity(path: str) -> tuple[str, int, int] | None:
+    """A local file as it is now (path, size, mtime), so a replaced file is opened afresh."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return path, st.st_size, st.st_mtime_ns
+
+
+@contextmanager
+def _dataset(url: str) -> Iterator[Any]:
+    """``rasterio.open(url)``; a local file stays open in this thread for the next tile."""
+    ident = None if _is_remote(url) or url.startswith("/vsi") else _identity(url)
+    if ident is None:  # remote (each handle has its own read cache: do not keep many) or not there
+        with rasterio.open(url) as src:
+            yield src
+        return
+    lru: OrderedDict[tuple[str, int, int], Any] = getattr(_open_datasets, "lru", None) or OrderedDict()
+    _open_datasets.lru = lru
+    src = lru.get(ident)
+    if src is None or src.closed:
+        for stale in [k for k in lru if k[0] == url]:
+            lru.pop(stale).close()
+        src = lru[ident] = rasterio.open(url)
+        while len(lru) > MAX_OPEN_DATASETS:
+            lru.popitem(last=False)[1].close()
+    lru.move_to_end(ident)
+    yield src
+
+
+def _forget_dataset(url: str) -> None:
+    """Close and drop a kept dataset after a failed read (the next attempt opens it again)."""
+    lru = getattr(_open_datasets, "lru", None) or {}
+    for key in [k for k in lru if k[0] == url]:
+        lru.pop(key).close()
+
+
+def close_datasets() -> None:
+    """Close every dataset this thread keeps open."""
+    lru = getattr(_open_datasets, "lru", None) or {}
+    while lru:
+        lru.popitem()[1].close()
+
+
 @dataclass(frozen=True, slots=True)
 class WarpGrid:
     """The fixed grid that every warp of a run is anchored to.
@@ -170,7 +223,7 @@ def read_band(asset: AssetRef, geobox: GeoBox, grid: WarpGrid | None = None, *, 
     try:
         url = sign_href(asset.href, asset.sign)
         with ExitStack() as stack:
-            src = stack.enter_context(rasterio.open(url))
+            src = stack.enter_context(_dataset(url))
             if asset.bidx > src.count:
                 raise ImageryReadError(
                     f"{asset.href} has {src.count} band(s), band {asset.bidx} ({asset.band}) was expected; "
@@ -205,9 +258,11 @@ def read_band(asset: AssetRef, geobox: GeoBox, grid: WarpGrid | None = None, *, 
                     x0, x1 = max(bc * b, col0), min(bc * b + win.width, col0 + w)
                     out[y0 - row0 : y1 - row0, x0 - col0 : x1 - col0] = block[y0 - br * b : y1 - br * b, x0 - bc * b : x1 - bc * b]
     except ImageryReadError:
+        _forget_dataset(url)
         raise
     except (RasterioError, OSError, ValueError) as exc:
         reason = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, url, asset.href)
+        _forget_dataset(url)
         forget_remote_file(url)
         hint = ("check the URL is reachable (geoloom retried it)" if _is_remote(asset.href)
                 else "check the file exists and is a complete GeoTIFF")

@@ -58,8 +58,15 @@ def run_tiles(
     tracker = ProgressTracker(len(tasks), skipped=len(tasks) - len(todo), callback=progress)
     tracker.start_event()
     records = []
+    cols = [t.col for t in todo] or [0]
+    c0, span = min(cols), max(cols) - min(cols) + 1
+
+    def strip(t: TileTask) -> float:  # workers take neighbouring columns of tiles (shared source blocks)
+        return (t.col - c0) / span
+
     for outcome in executor.imap_unordered(
-        execute_tile, todo, job, spec, retries, key=lambda t: t.key, resources=resources, cancelled=cancelled
+        execute_tile, todo, job, spec, retries, key=lambda t: t.key, resources=resources, cancelled=cancelled,
+        affinity=strip,
     ):
         task: TileTask = outcome.item
         if outcome.error is not None:

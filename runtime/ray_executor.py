@@ -74,11 +74,13 @@ class RayExecutor:
         key: Callable[[Any], str],
         resources: dict[str, float] | None = None,
         cancelled: Callable[[], bool] = lambda: False,
+        affinity: Callable[[Any], float] | None = None,
     ) -> Iterator[Outcome]:
         """``fn(item, *args)`` per item as a Ray task; ``args`` are put in the object store once.
 
         A task whose worker dies is run again by Ray (``max_retries``) on another worker, so a
         killed process costs only the tiles it held. An error that survives is the item's Outcome.
+        ``affinity`` is accepted for the protocol and not used (Ray places tasks itself).
         """
         options = task_options(resources)
         remote = ray.remote(fn)

@@ -102,3 +102,20 @@ def test_aligned_tiles_are_seamless(sample_catalog):
                 for y in (0, 100)
             ])
             np.testing.assert_array_equal(full, parts, err_msg=band)
+
+
+def test_a_kept_open_file_that_is_replaced_is_read_afresh(tmp_path):
+    """Local rasters stay open between tiles (their decoded blocks stay cached); a rewritten file must not be stale."""
+    t = Affine(10, 0, 500_000, 0, -10, 4_000_000)
+    path = tmp_path / "red.tif"
+    asset = AssetRef(href=str(path), band="red")
+    geobox = GeoBox((20, 20), t, UTM)
+    with gdal_env():
+        _write(path, np.full((40, 40), 7, dtype=np.uint16), t, nodata=0)
+        assert np.all(read_band(asset, geobox) == 7)
+        path.unlink()
+        _write(path, np.full((40, 48), 9, dtype=np.uint16), t, nodata=0)
+        assert np.all(read_band(asset, geobox) == 9)
+        path.write_bytes(b"not a tiff")
+        with pytest.raises(Exception, match="cannot read"):
+            read_band(asset, geobox)

@@ -234,3 +234,17 @@ def test_embedded_workers_keep_tile_arrays_on_the_heap():
     finally:
         ex.close()
     assert seen == [(WORKER_ENVIRON["MALLOC_MMAP_THRESHOLD_"], "65536")]
+
+
+def test_gpu_count_without_torch_follows_the_driver_and_cuda_visible_devices(monkeypatch, tmp_path):
+    from geoloom.runtime import executors
+
+    monkeypatch.delitem(sys.modules, "torch", raising=False)  # as in a client that never imported it
+    real = Path("/proc/driver/nvidia/gpus")
+    n = len(list(real.iterdir())) if real.is_dir() else len(list(Path("/dev").glob("nvidia[0-9]*")))
+    assert executors._local_gpus() == n
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert executors._local_gpus() == 0
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,-1,1")
+    assert executors._local_gpus() == min(n, 1)
+    assert "torch" not in sys.modules

@@ -122,6 +122,15 @@ def test_same_files_in_process_and_dask_one_or_two_workers(sample_catalog, tmp_p
         r = runs["inproc"].manifest
         r["properties"].pop("geoloom:timings", None)
         assert m == r
+    # two workers split the tile columns (neighbouring tiles share source blocks on one worker)
+    done = [rec for rec in runs["dask2"].ledger.itertuples() if rec.state == "done"]
+    workers = sorted({rec.worker for rec in done})
+    assert len(workers) == 2
+    mid = (min(rec.col for rec in done) + max(rec.col for rec in done) + 1) / 2
+    west = [rec.col < mid for rec in done if rec.worker == workers[0]]
+    east = [rec.col < mid for rec in done if rec.worker == workers[1]]
+    sides = sorted([sum(west) / len(west), sum(east) / len(east)])
+    assert sides[0] <= 0.3 and sides[1] >= 0.7, sides
 
 
 def test_python_snippet_api_returns_lazy_dataset_and_ledger(sample_catalog, tmp_path):
