@@ -32,7 +32,9 @@ from geoloom.platform.signing import redact, sign_href
 #: GDAL settings for many small windowed reads in worker processes, local or over HTTP (see FIELD_NOTES).
 GDAL_ENV: dict[str, Any] = {
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-    "GDAL_CACHEMAX": 64 * 2**20,  # bytes (a bare 64 would be 64 bytes through rasterio)
+    # decoded blocks, in bytes (a bare 32 would be 32 bytes through rasterio): enough for the
+    # blocks a tile shares with the next one in its row of tiles on the same worker
+    "GDAL_CACHEMAX": 32 * 2**20,
     "GDAL_NUM_THREADS": 1,
     # HTTP: only raster files, one request for neighbouring blocks, HTTP/2 over TLS, header read at open
     "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF,.jp2",
@@ -134,7 +136,8 @@ def _dataset(url: str) -> Iterator[Any]:
     if src is None or src.closed:
         for stale in [k for k in lru if k[0] == url]:
             lru.pop(stale).close()
-        src = lru[ident] = rasterio.open(url)
+        with rasterio.Env(VSI_CACHE=False):  # the per-handle read cache (16 MB) is for HTTP; kept local files skip it
+            src = lru[ident] = rasterio.open(url)
         while len(lru) > MAX_OPEN_DATASETS:
             lru.popitem(last=False)[1].close()
     lru.move_to_end(ident)
