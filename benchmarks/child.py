@@ -35,7 +35,7 @@ def run_detect(spec: dict[str, Any]) -> dict[str, Any]:
     ready = _since_start()
     region = spec["region"]
     region = tuple(region) if isinstance(region, list) else region
-    kwargs = {k: spec[k] for k in ("tile_size", "crs", "workers", "max_cloud", "start", "end") if spec.get(k) is not None}
+    kwargs = {k: spec[k] for k in ("tile_size", "crs", "workers", "cluster", "max_cloud", "start", "end") if spec.get(k) is not None}
     t0 = time.perf_counter()
     run = detect(region, model=spec["model"], catalog=spec["catalog"], out=spec["out"],
                  runtime=spec.get("runtime", "dask"), overwrite=True, retries=0, **kwargs)
