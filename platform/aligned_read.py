@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.enums import MaskFlags
 from rasterio.windows import Window
 
 #: How far from a whole number a ratio or an offset may be and still count as aligned (in pixels).
@@ -75,10 +76,13 @@ def _source_window(src: object, bidx: int, rows: tuple[int, int], cols: tuple[in
     cc0, cc1 = max(c0, 0), min(c1, src.width)  # type: ignore[attr-defined]
     if rr1 <= rr0 or cc1 <= cc0:
         return out
-    data = src.read(bidx, window=Window(cc0, rr0, cc1 - cc0, rr1 - rr0))  # type: ignore[attr-defined]
+    win = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
+    data = src.read(bidx, window=win)  # type: ignore[attr-defined]
     part = data.astype(np.float32)
     if nodata is not None and not np.isnan(nodata):
         part[data == nodata] = np.nan
+    elif nodata is None and MaskFlags.all_valid not in src.mask_flag_enums[bidx - 1]:  # type: ignore[attr-defined]
+        part[src.read_masks(bidx, window=win) == 0] = np.nan  # an internal mask or alpha band, as the warper uses it
     out[rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = part
     return out
 

@@ -119,3 +119,24 @@ def test_a_kept_open_file_that_is_replaced_is_read_afresh(tmp_path):
         path.write_bytes(b"not a tiff")
         with pytest.raises(Exception, match="cannot read"):
             read_band(asset, geobox)
+
+
+def test_an_internal_mask_without_a_nodata_value_is_honoured_as_the_warper_does(tmp_path):
+    t = Affine(20, 0, 500_000, 0, -20, 4_000_000)
+    data = np.arange(1, 40 * 40 + 1, dtype=np.uint16).reshape(40, 40)
+    mask = np.full((40, 40), 255, dtype=np.uint8)
+    mask[10:20, 5:25] = 0
+    path = tmp_path / "masked.tif"
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        with rasterio.open(path, "w", driver="GTiff", height=40, width=40, count=1, dtype="uint16", crs=UTM,
+                           transform=t, tiled=True, blockxsize=16, blockysize=16) as dst:
+            dst.write(data, 1)
+            dst.write_mask(mask)
+    asset = AssetRef(href=str(path), band="red", nodata=None)
+    geobox = GeoBox((70, 70), Affine(10, 0, 500_010, 0, -10, 3_999_990), UTM)
+    with gdal_env():
+        fast = read_band(asset, geobox, WarpGrid.around(geobox, block=32))
+        ref = read_band(asset, geobox, WarpGrid.around(geobox, block=32), force_warp=True)
+    assert np.isnan(fast).sum() > 400
+    np.testing.assert_array_equal(np.isnan(fast), np.isnan(ref))
+    np.testing.assert_allclose(fast, ref, rtol=1e-6)
