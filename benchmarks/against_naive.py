@@ -17,7 +17,6 @@ sample scene, geoloom in-process.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import tempfile
@@ -28,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import (
-    SceneGrid, check, detect_child, ensure_sample_catalog, ensure_tile_catalog, finish_report, machine_line,
+    SceneGrid, case_main, check, detect_child, ensure_sample_catalog, ensure_tile_catalog, finish_report, machine_line,
     memory_story, new_report, ratio, row, run_child, scene_items, write_report,
 )
 
@@ -195,13 +194,5 @@ def run(quick: bool = False, shared: dict[str, Any] | None = None) -> dict[str, 
     return report
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args()
-    for r in run(args.quick)["summary"]:
-        print(r)
-
-
 if __name__ == "__main__":
-    main()
+    case_main(__doc__, run)

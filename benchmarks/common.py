@@ -14,7 +14,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import psutil
@@ -346,6 +346,16 @@ def write_report(case: str, report: dict[str, Any]) -> Path:
     tmp.write_text(json.dumps(report, indent=2, default=str) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def case_main(doc: str, run: Callable[[bool], dict[str, Any]]) -> None:
+    """``python -m benchmarks.CASE [--quick]``: run one case and print its summary rows."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    for r in run(ap.parse_args().quick)["summary"]:
+        print(r)
 
 
 def row(case: str, metric: str, measured: float | None, target: str | None, met: bool | None,

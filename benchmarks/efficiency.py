@@ -20,7 +20,6 @@ one scene, in-process runtime against 1 bare process.
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing as mp
 import os
@@ -32,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import (
-    SceneGrid, detect_child, ensure_sample_catalog, finish_report, machine_line, median, new_report, ratio, row,
-    scene_items, write_report,
+    SceneGrid, case_main, detect_child, ensure_sample_catalog, finish_report, machine_line, median, new_report, ratio,
+    row, scene_items, write_report,
 )
 
 CASE = "efficiency"
@@ -402,14 +401,5 @@ def run(quick: bool = False, shared: dict[str, Any] | None = None) -> dict[str, 
     return report
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args()
-    rep = run(args.quick)
-    for r in rep["summary"]:
-        print(r)
-
-
 if __name__ == "__main__":
-    main()
+    case_main(__doc__, run)

@@ -15,7 +15,6 @@ in-process.
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
@@ -23,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import (
-    SceneGrid, detect_child, ensure_sample_catalog, ensure_tile_catalog, finish_report, machine_line, memory_story,
-    new_report, ratio, row, scene_items, write_report,
+    SceneGrid, case_main, detect_child, ensure_sample_catalog, ensure_tile_catalog, finish_report, machine_line,
+    memory_story, new_report, ratio, row, scene_items, write_report,
 )
 
 CASE = "memory_flatness"
@@ -119,13 +118,5 @@ def run(quick: bool = False, shared: dict[str, Any] | None = None) -> dict[str, 
     return report
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args()
-    for r in run(args.quick)["summary"]:
-        print(r)
-
-
 if __name__ == "__main__":
-    main()
+    case_main(__doc__, run)
