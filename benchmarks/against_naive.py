@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import (
-    SceneGrid, case_main, check, detect_child, ensure_sample_catalog, ensure_tile_catalog, finish_report, machine_line,
-    memory_story, new_report, ratio, row, run_child, scene_items, write_report,
+    SceneGrid, case_main, check, detect_child, ensure_tile_catalog, finish_report, machine_line, memory_story,
+    new_report, ratio, row, run_child, sample_scene, scene_items, write_report,
 )
 
 CASE = "against_naive"
@@ -41,11 +41,8 @@ SHARED_KEY = "geoloom_full_tile"
 def scene_setup(quick: bool) -> dict[str, Any]:
     """The scene, the window of it both sides compute, and geoloom's region and runtime."""
     if quick:
-        catalog = ensure_sample_catalog()
-        item = next(p for p in scene_items(catalog) if "30NZM" in p.name)
-        grid = SceneGrid.from_item(item)
+        catalog, item, grid, day = sample_scene()
         window = (1200, 204, 512, 512)
-        day = json.loads(item.read_text())["properties"]["datetime"][:10]
         extra = {"start": day, "end": day, "runtime": "in-process"}
     else:
         catalog = ensure_tile_catalog()

@@ -241,6 +241,14 @@ def ensure_sample_catalog() -> Path:
     return SAMPLE_CATALOG
 
 
+def sample_scene() -> tuple[Path, Path, SceneGrid, str]:
+    """The sample catalog's 30NZM scene (west of the other granule): catalog, item file, grid and day."""
+    catalog = ensure_sample_catalog()
+    item = next(p for p in scene_items(catalog) if "30NZM" in p.name)
+    day = json.loads(item.read_text())["properties"]["datetime"][:10]
+    return catalog, item, SceneGrid.from_item(item), day
+
+
 def ensure_tile_catalog() -> Path:
     """The full 10980 x 10980 px tile (``geoloom sample-data --size tile``), generated once into the cache."""
     if not TILE_CATALOG.exists():

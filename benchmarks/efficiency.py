@@ -20,7 +20,6 @@ one scene, in-process runtime against 1 bare process.
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import os
 import tempfile
@@ -31,8 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import (
-    SceneGrid, case_main, detect_child, ensure_sample_catalog, finish_report, machine_line, median, new_report, ratio,
-    row, scene_items, write_report,
+    case_main, detect_child, finish_report, machine_line, median, new_report, ratio, row, sample_scene, write_report,
 )
 
 CASE = "efficiency"
@@ -46,14 +44,11 @@ def region_spec(quick: bool) -> dict[str, Any]:
     Full: 8 tiles of 512 px (2 x 4), both dates, so every tile composites two scenes. Quick: one
     tile of 256 px, one date (one scene).
     """
-    catalog = ensure_sample_catalog()
-    item = next(p for p in scene_items(catalog) if "30NZM" in p.name)
-    grid = SceneGrid.from_item(item)
+    catalog, item, grid, day = sample_scene()
     window = (1200, 204, 256, 256) if quick else (600, 60, 2048, 1024)
     spec = {"catalog": str(catalog), "region": grid.window_region(*window), "crs": f"EPSG:{grid.epsg}",
             "tile_size": 256 if quick else 512, "window": list(window), "scene_grid": item.name}
     if quick:
-        day = json.loads(item.read_text())["properties"]["datetime"][:10]
         spec.update(start=day, end=day)
     return spec
 

@@ -15,15 +15,14 @@ in-process.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from benchmarks.common import (
-    SceneGrid, case_main, detect_child, ensure_sample_catalog, ensure_tile_catalog, finish_report, machine_line,
-    memory_story, new_report, ratio, row, scene_items, write_report,
+    SceneGrid, case_main, detect_child, ensure_tile_catalog, finish_report, machine_line, memory_story, new_report,
+    ratio, row, sample_scene, scene_items, write_report,
 )
 
 CASE = "memory_flatness"
@@ -35,10 +34,7 @@ MULTIPLES = (1, 4, 16)
 def setups(quick: bool) -> list[dict[str, Any]]:
     """One detect spec per area multiple."""
     if quick:
-        catalog = ensure_sample_catalog()
-        item = next(p for p in scene_items(catalog) if "30NZM" in p.name)
-        grid = SceneGrid.from_item(item)
-        day = json.loads(item.read_text())["properties"]["datetime"][:10]
+        catalog, _, grid, day = sample_scene()
         base, extra = 64, {"runtime": "in-process", "tile_size": 64, "start": day, "end": day}
         origin = (1200, 204)
     else:

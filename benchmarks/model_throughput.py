@@ -1,6 +1,6 @@
 """Inference throughput of the marine-debris model: Mpx/s by batch size, on CPU and on CUDA when present.
 
-    python benchmarks/model_throughput.py [--threads N] [--repeats N] [--section NAME] [--update-card]
+    python -m benchmarks.model_throughput [--threads N] [--repeats N] [--section NAME] [--update-card]
 
 Writes ``benchmarks/results/model_throughput.json``, one section per device; a run keeps the
 sections it does not measure (CUDA from a GPU machine, another CPU named with ``--section``).
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from benchmarks.common import cpu_name
 from geoloom.platform.bands import REFLECTANCE_BANDS
 from geoloom.platform.models.marine_debris import CARD_FILE, CHANNELS, HALO, MarineDebrisModel
 from geoloom.platform.scenes import synthesize_scene
@@ -49,16 +50,6 @@ def _time(fn, repeats: int) -> dict[str, float]:
     return {"best_s": min(times), "median_s": statistics.median(times)}
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "CPU"
-
-
 def measure(device: str, batches: list[int], repeats: int) -> dict:
     model = MarineDebrisModel(device=device)
     size = CORE + 2 * HALO
@@ -78,7 +69,7 @@ def measure(device: str, batches: list[int], repeats: int) -> dict:
                      "mpx_per_s_core_median": round(n * CORE * CORE / t["median_s"] / 1e6, 3)})
     per_tile = _time(lambda: model.predict(tiles[0]), repeats)
     info = {
-        "device": torch.cuda.get_device_name(0) if device == "cuda" else _cpu_name(),
+        "device": torch.cuda.get_device_name(0) if device == "cuda" else cpu_name(),
         "threads": torch.get_num_threads(),
         "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,

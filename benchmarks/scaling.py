@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import (
-    RESULTS, SceneGrid, case_main, detect_child, ensure_sample_catalog, ensure_tile_catalog, finish_report,
-    machine_line, median, new_report, ratio, row, scene_items, write_report,
+    RESULTS, SceneGrid, case_main, detect_child, ensure_tile_catalog, finish_report, machine_line, median, new_report,
+    ratio, row, sample_scene, scene_items, write_report,
 )
 
 CASE = "scaling"
@@ -34,10 +34,7 @@ MODEL = "marine-debris"
 def region_spec(quick: bool) -> dict[str, Any]:
     """The region both worker counts compute: 64 tiles (2 in quick mode)."""
     if quick:
-        catalog = ensure_sample_catalog()
-        item = next(p for p in scene_items(catalog) if "30NZM" in p.name)
-        grid = SceneGrid.from_item(item)
-        day = json.loads(item.read_text())["properties"]["datetime"][:10]
+        catalog, _, grid, day = sample_scene()
         window, extra = (1200, 204, 256, 512), {"tile_size": 256, "start": day, "end": day}
     else:
         catalog = ensure_tile_catalog()
