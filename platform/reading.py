@@ -151,13 +151,6 @@ def _forget_dataset(url: str) -> None:
         lru.pop(key).close()
 
 
-def close_datasets() -> None:
-    """Close every dataset this thread keeps open."""
-    lru = getattr(_open_datasets, "lru", None) or {}
-    while lru:
-        lru.popitem()[1].close()
-
-
 @dataclass(frozen=True, slots=True)
 class WarpGrid:
     """The fixed grid that every warp of a run is anchored to.

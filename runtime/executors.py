@@ -6,8 +6,8 @@ import logging
 import os
 import sys
 import uuid
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 log = logging.getLogger(__name__)
