@@ -50,6 +50,17 @@ class Ledger:
             f.flush()
             os.fsync(f.fileno())
 
+    def drop_torn_tail(self) -> bool:
+        """Cut a last line a crash left without its newline, so the next record starts on a line of its own."""
+        if not self.path.exists():
+            return False
+        with open(self.path, "rb+") as f:
+            data = f.read()
+            if not data or data.endswith(b"\n"):
+                return False
+            f.truncate(data.rfind(b"\n") + 1)
+            return True
+
     def records(self) -> dict[str, TileRecord]:
         """The latest record of every tile (a torn last line from a crash is ignored)."""
         out: dict[str, TileRecord] = {}

@@ -61,6 +61,19 @@ def write_tile(path: str | Path, task: TileTask, layers: Mapping[str, np.ndarray
         z[y0:y1, x0:x1] = arr.astype(z.dtype, copy=False)
 
 
+def drop_partial_chunks(path: str | Path) -> int:
+    """Remove chunk files a killed writer left half-written (Zarr writes ``<chunk>.<uuid>.partial``, then renames).
+
+    The chunk itself is either absent or whole, so the tile is simply written again; returns how many were removed.
+    """
+    removed = 0
+    for p in Path(path).rglob("*.partial"):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def open_store(path: str | Path) -> xr.Dataset:
     """The store as a lazy xarray Dataset with its CRS decoded."""
     with warnings.catch_warnings():

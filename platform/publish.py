@@ -23,6 +23,9 @@ from geoloom.platform.mosaic import open_store
 from geoloom.platform.plan import Plan
 from geoloom.platform.reading import gdal_env
 
+#: Folders a publish step stages its GeoTIFFs in, inside the run folder (removed when it ends or on resume).
+STAGING_PREFIX = ".publish-"
+
 
 def write_cog(store: str | Path, spec: OutputSpec, plan: Plan, dst: str | Path) -> Path:
     """Copy one layer of the store into a Cloud-Optimized GeoTIFF, chunk by chunk (flat memory).
@@ -42,7 +45,7 @@ def _write_cog(store: str | Path, spec: OutputSpec, plan: Plan, dst: str | Path)
     t = plan.tile_size
     nodata = spec.fill_value
     dst = Path(dst)
-    with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
+    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=STAGING_PREFIX) as tmp:
         tmp_tif = Path(tmp) / "stage.tif"
         profile = dict(
             driver="GTiff", width=w, height=h, count=1, dtype=spec.dtype, crs=plan.crs,
@@ -113,7 +116,9 @@ def write_quicklook(store: str | Path, spec: OutputSpec, dst: str | Path, *, max
     if not spec.dtype.startswith("float") and spec.nodata is not None:
         values[values == spec.nodata] = np.nan
     vmin, vmax = display_range(spec, values)
-    Image.fromarray(colorize(values, vmin, vmax), "RGBA").save(dst, optimize=False)
+    part = Path(dst).with_suffix(".png.part")
+    Image.fromarray(colorize(values, vmin, vmax), "RGBA").save(part, format="PNG", optimize=False)
+    os.replace(part, dst)
     return Path(dst)
 
 

@@ -43,7 +43,7 @@ def cli() -> None:
 def run(bbox, geojson, preset, place, catalog, collection, query, sign, start, end, max_cloud, model, out, threshold, tile_size, resolution, crs,
         runtime, scheduler, workers, retries, resume_dir, overwrite, dry_run, max_area, verbose, quiet) -> None:
     """Run a model over a region and publish maps and tables into --out."""
-    from geoloom.workflows.runs import execute, prepare
+    from geoloom.workflows.runs import prepare
     from geoloom.workflows.requests import request_from_folder, request_from_options
 
     if resume_dir:

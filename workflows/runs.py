@@ -18,9 +18,9 @@ from geoloom.platform.catalog import Scene, search_scenes
 from geoloom.platform.errors import OutputError
 from geoloom.platform.ledger import Ledger
 from geoloom.platform.models.card import ModelCard
-from geoloom.platform.mosaic import create_store
+from geoloom.platform.mosaic import create_store, drop_partial_chunks
 from geoloom.platform.plan import Plan, plan_tiles
-from geoloom.platform.publish import build_manifest, write_cog, write_detections, write_quicklook
+from geoloom.platform.publish import STAGING_PREFIX, build_manifest, write_cog, write_detections, write_quicklook
 from geoloom.platform.region import Region
 from geoloom.platform.tile_job import TileJob
 from geoloom.platform.vectors import finalize_detections, read_parts
@@ -128,6 +128,25 @@ def run_id_for(prepared: Prepared) -> str:
     return f"{prepared.card.name}-{plan_token(prepared.plan.token, prepared.request.model.cache_key, prepared.card.sha256)}"
 
 
+def drop_interrupted_writes(out: Path) -> None:
+    """Remove what a killed run left half-written in its folder: Zarr chunk, tile-part and publish temporaries.
+
+    Every file of a run is written under a temporary name and renamed when whole, so these are never results.
+    """
+    if (out / "result.zarr").is_dir():
+        drop_partial_chunks(out / "result.zarr")
+    if (out / "parts").is_dir():
+        for p in (out / "parts").glob("*.tmp"):
+            p.unlink(missing_ok=True)
+    for p in out.glob("*.part"):
+        if p.is_file() and p.name.startswith(("run.json", "result", "detections.", "quicklook.")):
+            p.unlink(missing_ok=True)
+    for p in out.glob(STAGING_PREFIX + "*"):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+    Ledger(out / "ledger.jsonl").drop_torn_tail()
+
+
 def _check_out_dir(out: Path, run_id: str, *, resume: bool, overwrite: bool) -> None:
     """Refuse a folder that holds another run, or one we cannot write; never delete foreign files."""
     request_file = out / "request.json"
@@ -143,7 +162,10 @@ def _check_out_dir(out: Path, run_id: str, *, resume: bool, overwrite: bool) -> 
             raise OutputError(
                 f"{out} already holds run {previous}; use --resume to finish it, --overwrite to replace it, or a new --out"
             )
+        if resume:
+            drop_interrupted_writes(out)
         if overwrite and not resume:
+            drop_interrupted_writes(out)
             for name in RUN_FILES:
                 p = out / name
                 if p.is_dir():

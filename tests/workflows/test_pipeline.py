@@ -161,3 +161,32 @@ def test_output_crs_and_resolution_options(sample_catalog, tmp_path):
     with rasterio.open(run.path("result.tif")) as src:
         assert src.crs.to_epsg() == 32631 and src.res == (20.0, 20.0)
     assert run.ok
+
+
+def test_resume_clears_what_a_killed_writer_left(sample_catalog, tmp_path):
+    ref = detect("sample-bay", model="fdi", catalog=sample_catalog, out=tmp_path / "ref", runtime="in-process", tile_size=128)
+    out = tmp_path / "run"
+    detect("sample-bay", model="fdi", catalog=sample_catalog, out=out, runtime="in-process", tile_size=128)
+    # what a SIGKILL can leave: no manifest, a half-written chunk, tile part and COG, a staging folder, a torn ledger line
+    (out / "run.json").unlink()
+    lines = (out / "ledger.jsonl").read_text().splitlines(keepends=True)
+    lost = json.loads(lines[-1])["key"]
+    (out / "ledger.jsonl").write_text("".join(lines[:-1]) + lines[-1][:20])
+    chunk = next(p for p in (out / "result.zarr").rglob("*") if p.is_file() and "/c/" in str(p))
+    chunk.with_suffix(".0123abcd.partial").write_bytes(b"half")
+    (out / "parts" / f"{lost}.tmp").write_bytes(b"half")
+    (out / "result.tif.part").write_bytes(b"half")
+    (out / ".publish-x1y2").mkdir()
+    (out / ".publish-x1y2" / "stage.tif").write_bytes(b"half")
+    (out / "notes.txt").write_text("mine")  # a file of the user's own stays
+
+    resumed = detect("sample-bay", model="fdi", catalog=sample_catalog, out=out, runtime="in-process", tile_size=128, resume=True)
+    assert resumed.tiles["done"] == ref.tiles["total"]
+    records = [json.loads(line) for line in (out / "ledger.jsonl").read_text().splitlines()]
+    assert [r["key"] for r in records[len(lines) - 1:]] == [lost], "only the tile whose record was torn is computed again"
+    files = {p.relative_to(ref.folder) for p in ref.folder.rglob("*") if p.is_file()}
+    left = {p.relative_to(out) for p in out.rglob("*") if p.is_file()}
+    assert left - files == {Path("notes.txt")}
+    assert not list(out.glob(".publish-*"))
+    for f in files - {Path("ledger.jsonl"), Path("run.json")}:
+        assert (out / f).read_bytes() == (ref.folder / f).read_bytes(), f"{f} differs"
