@@ -101,16 +101,19 @@ def merge_across_tiles(parts: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 
 def read_parts(folder: str | Path, crs: str) -> gpd.GeoDataFrame:
     """All per-tile detection parts of a run, in tile-key order."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    # most tiles find nothing: skip their parts by the row count in the footer (reading each
-    # part as a GeoDataFrame costs ~50 ms, 25 s over the 484 tiles of a Sentinel-2 tile)
+    # most tiles find nothing: skip their parts by the row count in the footer, then read the rest
+    # as Arrow tables and decode their geometries once (a GeoDataFrame per part costs ~45 ms, most of
+    # it the CRS: 4.5 s for the 103 non-empty parts of a Sentinel-2 tile, 0.2 s this way)
     files = [f for f in sorted(Path(folder).glob("*.parquet")) if pq.read_metadata(f).num_rows]
-    frames = [gpd.read_parquet(f) for f in files]
-    frames = [f for f in frames if len(f)]
-    if not frames:
+    if not files:
         return _empty(crs)
-    return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=crs)
+    table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")
+    frame = table.to_pandas().reset_index(drop=True)
+    geometry = gpd.GeoSeries.from_wkb(frame.pop("geometry"), crs=crs)
+    return gpd.GeoDataFrame(frame, geometry=geometry, crs=crs)[list(table.column_names)]
 
 
 def finalize_detections(parts: gpd.GeoDataFrame, *, run_id: str, model: str) -> gpd.GeoDataFrame:

@@ -5,16 +5,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pytest
 import rasterio
 import xarray as xr
+from geopandas.testing import assert_geodataframe_equal
 from scipy import ndimage
 
 from geoloom.platform.catalog import AssetRef
 from geoloom.platform.classes import DEBRIS
 from geoloom.platform.composite import composite_tile
 from geoloom.platform.reading import gdal_env, read_band
+from geoloom.platform.vectors import read_parts
 from geoloom.workflows import detect, map_tiles, open_run, plan_run
 
 
@@ -153,6 +157,13 @@ def test_objects_cut_by_tile_borders_are_merged_into_one_row(sample_catalog, tmp
     assert a["area_m2"].sum() == pytest.approx(b["area_m2"].sum(), rel=1e-6)
     ua, ub = a.to_crs(32630).geometry.union_all(), b.to_crs(32630).geometry.union_all()
     assert ua.symmetric_difference(ub).area < 1.0  # m2: float noise, against pixels of 100 m2
+    # the parts, read at once as Arrow tables, are what geopandas reads part by part
+    parts = sorted((small.folder / "parts").glob("*.parquet"))
+    crs = small.dataset.rio.crs.to_string()
+    one_by_one = [gpd.read_parquet(p) for p in parts]
+    expected = gpd.GeoDataFrame(pd.concat([f for f in one_by_one if len(f)], ignore_index=True), crs=crs)
+    assert sum(len(f) == 0 for f in one_by_one) > 0 and len(expected) > 0
+    assert_geodataframe_equal(read_parts(small.folder / "parts", crs), expected)
 
 
 def test_output_crs_and_resolution_options(sample_catalog, tmp_path):
