@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import os
 import shutil
@@ -11,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from geoloom.platform.bands import require_bands
 from geoloom.platform.catalog import Scene, search_scenes
@@ -162,16 +164,6 @@ def _check_out_dir(out: Path, run_id: str, *, resume: bool, overwrite: bool) -> 
             raise OutputError(
                 f"{out} already holds run {previous}; use --resume to finish it, --overwrite to replace it, or a new --out"
             )
-        if resume:
-            drop_interrupted_writes(out)
-        if overwrite and not resume:
-            drop_interrupted_writes(out)
-            for name in RUN_FILES:
-                p = out / name
-                if p.is_dir():
-                    shutil.rmtree(p)
-                elif p.exists():
-                    p.unlink()
     elif resume:
         raise OutputError(f"{out} holds no run to resume; start a run there without --resume")
     elif out.is_dir() and any(p.name in RUN_FILES for p in out.iterdir()):
@@ -183,6 +175,39 @@ def _check_out_dir(out: Path, run_id: str, *, resume: bool, overwrite: bool) -> 
         probe.unlink()
     except OSError as exc:
         raise OutputError(f"cannot write to {out} ({exc.strerror or exc}); choose a writable --out folder") from None
+
+
+LOCK_FILE = ".geoloom.lock"
+
+
+@contextlib.contextmanager
+def _folder_lock(out: Path) -> Iterator[None]:
+    """Hold the run folder for this process; a second run or resume into it is refused, not interleaved."""
+    with open(out / LOCK_FILE, "a+") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise OutputError(
+                f"another geoloom run is writing into {out}; wait for it to finish (or stop it), or pick a new --out"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _clear_for_run(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """Under the folder lock: drop a killed run's temporaries (resume) or the previous run's files (overwrite)."""
+    if not (out / "request.json").exists():
+        return
+    drop_interrupted_writes(out)
+    if overwrite and not resume:
+        for name in RUN_FILES:
+            p = out / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
 
 
 def execute(
@@ -200,10 +225,22 @@ def execute(
     on_cluster: Callable[[ClusterInfo], None] | None = None,
 ) -> Path:
     """Run a prepared request into its folder and publish it; returns the folder."""
-    req, card, plan = prepared.request, prepared.card, prepared.plan
+    req = prepared.request
     out = Path(req.out).expanduser().resolve()
     run_id = run_id_for(prepared)
     _check_out_dir(out, run_id, resume=resume, overwrite=overwrite)
+    with _folder_lock(out):
+        _clear_for_run(out, resume=resume, overwrite=overwrite)
+        return _execute_locked(prepared, out, run_id, executor=executor, runtime=runtime, scheduler=scheduler,
+                               workers=workers, client=client, resume=resume, progress=progress, cancelled=cancelled,
+                               on_cluster=on_cluster)
+
+
+def _execute_locked(prepared: Prepared, out: Path, run_id: str, *, executor: Executor | None, runtime: str,
+                    scheduler: str | None, workers: int | None, client: Any, resume: bool,
+                    progress: ProgressCallback | None, cancelled: Callable[[], bool],
+                    on_cluster: Callable[[ClusterInfo], None] | None) -> Path:
+    req, card, plan = prepared.request, prepared.card, prepared.plan
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     own = executor is None

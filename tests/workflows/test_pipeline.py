@@ -201,3 +201,25 @@ def test_resume_clears_what_a_killed_writer_left(sample_catalog, tmp_path):
     assert not list(out.glob(".publish-*"))
     for f in files - {Path("ledger.jsonl"), Path("run.json")}:
         assert (out / f).read_bytes() == (ref.folder / f).read_bytes(), f"{f} differs"
+
+
+def test_a_second_run_into_a_folder_being_written_is_refused_and_touches_nothing(sample_catalog, tmp_path):
+    import fcntl
+
+    from geoloom.platform.errors import OutputError
+
+    out = tmp_path / "run"
+    detect("sample-bay", model="fdi", catalog=sample_catalog, out=out, runtime="in-process", tile_size=256)
+    (out / "run.json").unlink()
+    partial = out / "parts" / "tile-x.tmp"
+    partial.write_bytes(b"being written")
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    with open(out / ".geoloom.lock", "a+") as held:  # what the running process holds
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for kwargs in ({"resume": True}, {"overwrite": True}):
+            with pytest.raises(OutputError, match="another geoloom run is writing into"):
+                detect("sample-bay", model="fdi", catalog=sample_catalog, out=out, runtime="in-process", tile_size=256, **kwargs)
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
+    # once the other process is gone, the resume goes through and clears its temporaries
+    detect("sample-bay", model="fdi", catalog=sample_catalog, out=out, runtime="in-process", tile_size=256, resume=True)
+    assert (out / "run.json").exists() and not partial.exists()
