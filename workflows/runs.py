@@ -202,7 +202,7 @@ def _clear_for_run(out: Path, *, resume: bool, overwrite: bool) -> None:
         return
     drop_interrupted_writes(out)
     if overwrite and not resume:
-        for name in RUN_FILES:
+        for name in (*RUN_FILES, *(p.name for p in out.glob("result-*.tif"))):  # + the layers of another model
             p = out / name
             if p.is_dir():
                 shutil.rmtree(p)

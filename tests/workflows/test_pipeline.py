@@ -223,3 +223,15 @@ def test_a_second_run_into_a_folder_being_written_is_refused_and_touches_nothing
     # once the other process is gone, the resume goes through and clears its temporaries
     detect("sample-bay", model="fdi", catalog=sample_catalog, out=out, runtime="in-process", tile_size=256, resume=True)
     assert (out / "run.json").exists() and not partial.exists()
+
+
+def test_overwrite_with_another_model_leaves_none_of_the_old_layers(sample_catalog, tmp_path):
+    out = tmp_path / "run"
+    detect("sample-bay", model="water", catalog=sample_catalog, out=out, runtime="in-process", tile_size=256)
+    old_layers = {p.name for p in out.glob("result-*.tif")}
+    (out / "notes.txt").write_text("mine")
+    fdi = detect("sample-bay", model="fdi", catalog=sample_catalog, out=out, runtime="in-process", tile_size=256, overwrite=True)
+    layers = {p.name for p in out.glob("result-*.tif")}
+    assert old_layers and not old_layers & layers, (old_layers, layers)
+    assert fdi.manifest["properties"]["geoloom:model"]["name"] == "fdi"
+    assert (out / "notes.txt").read_text() == "mine"
