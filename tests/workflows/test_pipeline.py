@@ -134,7 +134,9 @@ def test_same_files_in_process_and_dask_one_or_two_workers(sample_catalog, tmp_p
     west = [rec.col < mid for rec in done if rec.worker == workers[0]]
     east = [rec.col < mid for rec in done if rec.worker == workers[1]]
     sides = sorted([sum(west) / len(west), sum(east) / len(east)])
-    assert sides[0] <= 0.3 and sides[1] >= 0.7, sides
+    # loose restrictions: a worker that runs out may steal from the other side, so only the bias is certain
+    # (a split blind to columns gives both workers about the same share of western tiles)
+    assert sides[1] - sides[0] >= 0.4, sides
 
 
 def test_python_snippet_api_returns_lazy_dataset_and_ledger(sample_catalog, tmp_path):
