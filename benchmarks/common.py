@@ -23,7 +23,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 RESULTS = BENCH / "results"
 CACHE = BENCH / ".cache"
-SAMPLE_CATALOG = REPO / "sample_data" / "generated" / "catalog.json"
+SAMPLE_CATALOG = CACHE / "sample" / "catalog.json"
 TILE_CATALOG = CACHE / "tile" / "catalog.json"
 MiB = 2**20
 
@@ -123,14 +123,14 @@ def _rss(p: psutil.Process) -> int:
 
 
 def _role(p: psutil.Process, main_pid: int) -> str:
-    """main (the child itself), worker (a spawned Dask worker), or helper (resource tracker, ...)."""
+    """main (the child itself), worker (a Dask worker process), or helper (resource tracker, ...)."""
     if p.pid == main_pid:
         return "main"
     try:
         cmd = " ".join(p.cmdline())
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return "helper"
-    return "worker" if "spawn_main" in cmd else "helper"
+    return "worker" if "spawn_main" in cmd or "dask_spec" in cmd else "helper"
 
 
 def run_child(

@@ -15,8 +15,8 @@ log = logging.getLogger(__name__)
 #: Set in the environment of the workers geoloom starts. Dask's nanny sets MALLOC_TRIM_THRESHOLD_,
 #: which also stops glibc from raising its mmap threshold, so every array over 128 KB became a
 #: fresh mmap, page-faulted on first touch: tile reads ran 2x slower in workers than in a plain
-#: process. A fixed 16 MB threshold keeps tile-sized arrays on the heap (trimming stays on);
-#: 32 MB was no faster and kept ~40 MB more per worker.
+#: process. A fixed 16 MB threshold keeps tile-sized arrays on the heap (and holds where a worker
+#: is started without a nanny too); 32 MB was no faster and kept ~40 MB more per worker.
 WORKER_ENVIRON = {"MALLOC_MMAP_THRESHOLD_": str(16 * 2**20)}
 
 
@@ -107,11 +107,10 @@ def _local_gpus() -> int:
 
 
 class DaskExecutor:
-    """Dask distributed: an embedded LocalCluster, or an existing scheduler at ``address``."""
+    """Dask distributed: an embedded cluster (``local_cluster``), or an existing scheduler at ``address``."""
 
     def __init__(self, address: str | None = None, *, workers: int | None = None, client: Any = None) -> None:
-        import dask
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
         self._own_cluster = None
         self._own_client = client is None
@@ -130,18 +129,10 @@ class DaskExecutor:
                         "or leave out --scheduler to use a local cluster"
                     ) from None
             else:
-                n = workers or os.cpu_count() or 1
-                gpus = _local_gpus()
-                with dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_ENVIRON.items()}):
-                    self._own_cluster = LocalCluster(
-                        n_workers=n,
-                        threads_per_worker=1,
-                        processes=True,
-                        dashboard_address=":0" if _has_bokeh() else None,
-                        resources={"GPU": 1} if gpus else None,
-                        silence_logs=logging.ERROR,
-                    )
-                self.client = Client(self._own_cluster)
+                from geoloom.runtime.local_cluster import start_local_cluster
+
+                self._own_cluster, self.client = start_local_cluster(
+                    workers or os.cpu_count() or 1, gpus=_local_gpus(), dashboard=_has_bokeh(), environ=WORKER_ENVIRON)
 
     def info(self) -> ClusterInfo:
         sched = self.client.scheduler_info()

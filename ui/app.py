@@ -7,13 +7,10 @@ in-process), GEOLOOM_BASEMAP (osm or none).
 
 from __future__ import annotations
 
-# Streamlit runs this file as __main__. The guard keeps the page from running again in the
-# worker processes of a local Dask cluster, which re-import the main script (multiprocessing spawn).
-if __name__ == "__main__":
-    import streamlit as st
+import streamlit as st
 
-    st.set_page_config(page_title="geoloom", page_icon=":ocean:", layout="wide")
+st.set_page_config(page_title="geoloom", page_icon=":ocean:", layout="wide")
 
-    from geoloom.ui.page import main
+from geoloom.ui.page import main  # noqa: E402  (after set_page_config, which must come first)
 
-    main()
+main()
