@@ -22,10 +22,9 @@ web-assets: $(VENV)/.installed
 
 setup: $(VENV)/.installed web-assets
 
-sample_data/generated/catalog.json: | $(VENV)/.installed
-	$(VENV)/bin/geoloom sample-data
-
-sample-data: sample_data/generated/catalog.json
+# into the per-user data folder (GEOLOOM_DATA_DIR overrides it); kept when already there
+sample-data: $(VENV)/.installed
+	$(VENV)/bin/geoloom sample-data --if-missing
 
 demo: setup sample-data
 	$(VENV)/bin/geoloom run --preset $(PRESET) --model $(MODEL) --out $(OUT) --overwrite

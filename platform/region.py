@@ -20,6 +20,7 @@ import unicodedata
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -53,14 +54,19 @@ _CRS_HINT = "GeoJSON must be in EPSG:4326 longitude/latitude degrees (RFC 7946);
 _POLYGON_TYPES = ("Polygon", "MultiPolygon")
 
 
+def _shipped_data() -> Path:
+    """The folder of the ``geoloom.sample_data`` package data, wherever geoloom is installed."""
+    return Path(str(resources.files("geoloom.sample_data")))
+
+
 def presets_dir() -> Path:
     """Folder of the preset regions (``<name>.geojson``)."""
-    return Path(__file__).resolve().parents[1] / "sample_data" / "presets"
+    return _shipped_data() / "presets"
 
 
 def gazetteer_path() -> Path:
     """The small offline gazetteer of coastal places (a JSON list)."""
-    return Path(__file__).resolve().parents[1] / "sample_data" / "gazetteer.json"
+    return _shipped_data() / "gazetteer.json"
 
 
 @dataclass(frozen=True, slots=True)

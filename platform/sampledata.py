@@ -74,8 +74,10 @@ class SampleDataError(GeoloomError, ValueError):
 
 
 def default_sample_dir() -> Path:
-    """Where ``geoloom sample-data`` writes by default: ``<repo>/sample_data/generated``."""
-    return Path(__file__).resolve().parents[1] / "sample_data" / "generated"
+    """Where ``geoloom sample-data`` writes by default: ``sample`` in the per-user data folder."""
+    from geoloom.platform.userdata import sample_dir
+
+    return sample_dir()
 
 
 def lonlat_to_world(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

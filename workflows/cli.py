@@ -113,16 +113,22 @@ def _execute_with_bar(prepared, *, runtime, scheduler, workers, resume, overwrit
 
 
 @cli.command("sample-data")
-@click.option("--out", type=click.Path(file_okay=False), default=None, help="Folder (default: sample_data/generated).")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Folder (default: 'sample' in the per-user data folder, or $GEOLOOM_DATA_DIR/sample).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--size", type=click.Choice(["small", "tile"]), default="small", show_default=True)
+@click.option("--if-missing", is_flag=True, help="Keep a sample catalog that is already there.")
 @user_errors
-def sample_data(out, seed, size) -> None:
+def sample_data(out, seed, size, if_missing) -> None:
     """Generate the sample Sentinel-2-like catalog (deterministic for a seed)."""
     from tqdm import tqdm
 
     from geoloom.platform.sampledata import default_sample_dir, generate_sample_data
 
+    folder = Path(out).absolute() if out else default_sample_dir()
+    if if_missing and (folder / "catalog.json").is_file():
+        click.echo(str(folder / "catalog.json"))
+        return
     bar = tqdm(total=1, unit="step", file=sys.stderr, disable=None)
 
     def progress(done: int, total: int) -> None:
@@ -130,7 +136,7 @@ def sample_data(out, seed, size) -> None:
         bar.n = done
         bar.refresh()
 
-    path = generate_sample_data(out or default_sample_dir(), seed=seed, size=size, progress=progress)
+    path = generate_sample_data(folder, seed=seed, size=size, progress=progress)
     bar.close()
     click.echo(str(path))
 
@@ -207,7 +213,7 @@ def models_show(name) -> None:
 @click.option("--out", type=click.Path(file_okay=False), default="marine-debris-model", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--epochs", type=click.IntRange(1, 200), default=6, show_default=True)
-@click.option("--install", is_flag=True, help="Also replace the packaged weights and card with the new ones.")
+@click.option("--install", is_flag=True, help="Also make it your marine-debris (kept in the per-user models folder; the shipped model stays).")
 @user_errors
 def models_train(name, out, seed, epochs, install) -> None:
     """Train a model on generated scenes (deterministic for a seed)."""

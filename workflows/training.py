@@ -413,24 +413,47 @@ def train_marine_debris(
 
 
 def install_marine_debris(folder: str | Path) -> Path:
-    """Make the model trained into ``folder`` the package's ``marine-debris`` (weights and card
-    data). Held-out scores belong to the old weights and are dropped (run ``heldout_report``);
-    the measured throughput belongs to the architecture and is kept."""
+    """Make the model trained into ``folder`` the user's ``marine-debris``: its weights and card data
+    go to the per-user models folder (the shipped ones stay as they are). Held-out scores belong to
+    the old weights and are dropped (run ``heldout_report``); the measured throughput belongs to the
+    architecture and is kept."""
     from geoloom.platform.models import registry
-    from geoloom.platform.models.marine_debris import CARD_FILE, WEIGHTS_FILE
+    from geoloom.platform.models.marine_debris_card import CARD_FILE, WEIGHTS_FILE, active_files, installed_dir
 
     folder = Path(folder)
     data = json.loads((folder / "marine-debris.json").read_text())
-    WEIGHTS_FILE.parent.mkdir(parents=True, exist_ok=True)
-    CARD_FILE.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(folder / data["weights"], WEIGHTS_FILE)
-    old = json.loads(CARD_FILE.read_text()) if CARD_FILE.exists() else {}
+    source = folder / data["weights"]
+    target = installed_dir()
+    target.mkdir(parents=True, exist_ok=True)
+    old = json.loads(active_files()[1].read_text()) if active_files()[1].exists() else {}
     if "mpx_per_s" in old:
         data["mpx_per_s"] = old["mpx_per_s"]
     data["weights"] = WEIGHTS_FILE.name
-    CARD_FILE.write_text(json.dumps(data, indent=2) + "\n")
+    _write_atomically(target / WEIGHTS_FILE.name, source.read_bytes())
+    _write_atomically(target / CARD_FILE.name, (json.dumps(data, indent=2) + "\n").encode())
     registry.refresh()
-    return WEIGHTS_FILE
+    return target / WEIGHTS_FILE.name
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def _user_card_file() -> Path:
+    """The card data of the user's installed marine-debris; the shipped model is copied there first,
+    so that scores are written beside the weights they belong to and never into the package."""
+    from geoloom.platform.models.marine_debris_card import CARD_FILE, WEIGHTS_FILE, active_files, installed_dir
+
+    weights, card = active_files()
+    if weights == WEIGHTS_FILE:
+        target = installed_dir()
+        target.mkdir(parents=True, exist_ok=True)
+        _write_atomically(target / WEIGHTS_FILE.name, WEIGHTS_FILE.read_bytes())
+        _write_atomically(target / CARD_FILE.name, CARD_FILE.read_bytes())
+        card = target / CARD_FILE.name
+    return card
 
 
 def _rf() -> int:
@@ -619,10 +642,10 @@ def heldout_report(
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``models`` side by side on held-out catalogs and record the scores in the
-    marine-debris card data (replacing those of the same models). Without ``catalogs`` the
+    marine-debris card data (``card_file``, default: the user's installed copy; replacing those of
+    the same models). Without ``catalogs`` the
     sample catalogs of seeds 0-3 are generated."""
     from geoloom.platform.models import registry
-    from geoloom.platform.models.marine_debris import CARD_FILE
     from geoloom.platform.sampledata import generate_sample_data
 
     own_tmp = workdir is None
@@ -651,7 +674,7 @@ def heldout_report(
                  "through the pipeline and scored against the label rasters"),
         **results,
     }
-    path = Path(card_file) if card_file else CARD_FILE
+    path = Path(card_file) if card_file else _user_card_file()
     data = json.loads(path.read_text()) if path.exists() else {}
     data.setdefault("metrics", {}).setdefault("held_out", {}).update(report)
     path.write_text(json.dumps(data, indent=2) + "\n")

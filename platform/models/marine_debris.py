@@ -25,12 +25,12 @@ from geoloom.platform.models.base import nodata_mask
 from geoloom.platform.models.card import check_weights
 from geoloom.platform.models.clouds import CLOUD, CLOUD_NODATA, SHADOW, CloudModel
 from geoloom.platform.models.marine_debris_card import (
-    CARD_FILE, DOWNSAMPLE, HALO, MODELS_DIR, NAME, WEIGHTS_FILE, build_card, read_card_data,
+    CARD_FILE, DOWNSAMPLE, HALO, MODELS_DIR, NAME, WEIGHTS_FILE, active_files, build_card, read_card_data,
 )
 
 __all__ = [
     "CARD_FILE", "CHANNELS", "DOWNSAMPLE", "DebrisNet", "HALO", "LAND_SCL", "MarineDebrisModel", "NAME",
-    "MODELS_DIR", "WEIGHTS_FILE", "build_card", "pick_device", "read_card_data", "receptive_field_radius",
+    "MODELS_DIR", "WEIGHTS_FILE", "active_files", "build_card", "pick_device", "read_card_data", "receptive_field_radius",
 ]
 
 #: Feature channels at full, 1/2 and 1/4 resolution.
@@ -168,8 +168,9 @@ class MarineDebrisModel:
 
     def __init__(self, threshold: float | None = None, *, device: str | None = None,
                  weights: str | Path | None = None, card_file: str | Path | None = None) -> None:
-        self.card = build_card(read_card_data(Path(card_file) if card_file else CARD_FILE))
-        self.weights = Path(weights) if weights else WEIGHTS_FILE
+        default_weights, default_card = active_files()
+        self.weights = Path(weights) if weights else default_weights
+        self.card = build_card(read_card_data(Path(card_file) if card_file else default_card), self.weights)
         check_weights(self.card, self.weights)  # before any tile runs
         self.threshold = self.card.threshold if threshold is None else float(threshold)
         self._device_name = device

@@ -1,7 +1,9 @@
 """The marine-debris card, without torch: what a client needs to plan a run (workers load the network).
 
 The card's measured numbers (threshold, training details, scores, throughput) live in
-``cards/marine-debris.json``, written by the training, evaluation and benchmark scripts.
+``cards/marine-debris.json``, written by the training, evaluation and benchmark scripts. The
+shipped weights and card data are read-only; ``geoloom models train --install`` puts a retrained
+model into ``marine-debris/`` of the per-user models folder, which is then used instead.
 """
 
 from __future__ import annotations
@@ -16,8 +18,25 @@ from geoloom.platform.models.card import ModelCard, OutputSpec, check_weights
 
 NAME = "marine-debris"
 MODELS_DIR = Path(__file__).resolve().parent
+#: The shipped weights and card data (package data, never written by geoloom).
 WEIGHTS_FILE = MODELS_DIR / "weights" / "marine-debris.pt"
 CARD_FILE = MODELS_DIR / "cards" / "marine-debris.json"
+
+
+def installed_dir() -> Path:
+    """Where a user's retrained marine-debris lives (``marine-debris.pt`` and ``marine-debris.json``)."""
+    from geoloom.platform.userdata import models_dir
+
+    return models_dir() / NAME
+
+
+def active_files() -> tuple[Path, Path]:
+    """``(weights, card data)`` of the model in use: the user's installed copy, else the shipped one."""
+    folder = installed_dir()
+    weights, card_data = folder / WEIGHTS_FILE.name, folder / CARD_FILE.name
+    if weights.is_file() and card_data.is_file():
+        return weights, card_data
+    return WEIGHTS_FILE, CARD_FILE
 
 #: Two 2x poolings: inputs are padded to a multiple of 4 and the halo is one too, so every
 #: tile's pooling grid lines up with the output grid and tiles join without seams.
@@ -27,8 +46,9 @@ DOWNSAMPLE = 4
 HALO = 20
 
 
-def read_card_data(path: Path = CARD_FILE) -> dict[str, Any]:
+def read_card_data(path: Path | None = None) -> dict[str, Any]:
     """What the training, evaluation and benchmark scripts wrote about the model ({} before training)."""
+    path = path or active_files()[1]
     if not path.exists():
         return {}
     try:
@@ -37,8 +57,9 @@ def read_card_data(path: Path = CARD_FILE) -> dict[str, Any]:
         raise ModelError(f"cannot read the card data {path}: {exc}; reinstall geoloom or retrain the model") from None
 
 
-def build_card(data: dict[str, Any]) -> ModelCard:
+def build_card(data: dict[str, Any], weights: Path | None = None) -> ModelCard:
     """The marine-debris card: fixed facts here, measured numbers from the card data."""
+    weights = weights or active_files()[0]
     return ModelCard(
         name=NAME,
         title="Floating marine debris (learned)",
@@ -66,7 +87,7 @@ def build_card(data: dict[str, Any]) -> ModelCard:
         score="probability",
         threshold=float(data.get("threshold", 0.5)),
         gpu="prefers",
-        weights=str(WEIGHTS_FILE.relative_to(MODELS_DIR)),
+        weights=str(weights.relative_to(MODELS_DIR)) if weights.is_relative_to(MODELS_DIR) else str(weights),
         sha256=data.get("sha256"),
         version=str(data.get("version", "1")),
         mpx_per_s=data.get("mpx_per_s"),
@@ -85,6 +106,8 @@ def card(threshold: float | None = None, *, device: str | None = None, weights: 
             float(threshold)
         except (TypeError, ValueError):
             raise ModelError(f"threshold {threshold!r} must be a number between 0 and 1") from None
-    result = build_card(read_card_data(Path(card_file) if card_file else CARD_FILE))
-    check_weights(result, Path(weights) if weights else WEIGHTS_FILE)
+    default_weights, default_card = active_files()
+    weights_path = Path(weights) if weights else default_weights
+    result = build_card(read_card_data(Path(card_file) if card_file else default_card), weights_path)
+    check_weights(result, weights_path)
     return result

@@ -1,4 +1,5 @@
-"""The model registry: built-ins, the ``geoloom.models`` entry-point group, and model folders."""
+"""The model registry: built-ins, the ``geoloom.models`` entry-point group, and model folders
+(given by path, or kept in the per-user models folder, where they are found by folder name)."""
 
 from __future__ import annotations
 
@@ -47,9 +48,25 @@ def _factories() -> dict[str, Callable[..., Model]]:
             found[ep.name] = ep.load()
         except Exception as exc:  # a broken plug-in must not break the tool
             warnings.warn(f"model plug-in {ep.name!r} ({ep.value}) failed to load: {exc}", stacklevel=2)
+    for folder in _user_model_folders():
+        found.setdefault(folder.name, functools.partial(_load_folder, folder))
     for name, ref in BUILTINS.items():
         found[name] = functools.partial(_lazy_builtin, ref)
     return found
+
+
+def _user_model_folders() -> list[Path]:
+    """Model folders (a card beside TorchScript weights) in the per-user models folder."""
+    from geoloom.platform.userdata import models_dir
+
+    root = models_dir()
+    return sorted(p for p in root.iterdir() if is_model_folder(p)) if root.is_dir() else []
+
+
+def _load_folder(folder: Path, **params: Any) -> Model:
+    from geoloom.platform.models.folder import load_model_folder
+
+    return load_model_folder(folder, **params)
 
 
 def _lazy_builtin(ref: str, **params: Any) -> Model:
