@@ -1,8 +1,10 @@
 """The map's JavaScript and CSS, served by the app itself (no CDN at run time).
 
-``python -m geoloom.ui.fetch_assets`` unpacks pinned npm packages into ``ui/static/vendor``;
-Streamlit serves that folder under ``/app/static/`` when ``server.enableStaticServing`` is on.
-When static serving is off, the same files are inlined as ``data:`` URLs instead.
+``python -m geoloom.ui.fetch_assets`` unpacks pinned npm packages into ``ui/static/vendor`` (a
+checkout; a wheel built from it carries them); Streamlit serves that folder under ``/app/static/``
+when ``server.enableStaticServing`` is on. An installed package without them fetches them once
+into the per-user data folder (``geoloom ui`` does), from where they are inlined as ``data:`` URLs,
+as they are whenever static serving is off.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+#: The package's own copy (served as static files).
 VENDOR_DIR = Path(__file__).resolve().with_name("static") / "vendor"
 
 
@@ -83,16 +86,31 @@ DRAW_JS = (("leaflet_draw_js", "leaflet-draw/leaflet.draw.js"),)
 DRAW_CSS = (("leaflet_draw_css", "leaflet-draw/leaflet.draw.css"),)
 
 
-def target_path(pkg: NpmPackage, member: str) -> Path:
+def user_vendor_dir() -> Path:
+    """The per-user copy, for an installed package that does not carry the files."""
+    from geoloom.workflows import web_assets_dir
+
+    return web_assets_dir()
+
+
+def target_path(pkg: NpmPackage, member: str, folder: Path | None = None) -> Path:
     """Where a tarball member lands: ``dist/`` is dropped, the rest kept under the package folder."""
     rel = member[len("dist/"):] if member.startswith("dist/") else member
-    return VENDOR_DIR / pkg.folder / rel
+    return (folder or VENDOR_DIR) / pkg.folder / rel
 
 
-def missing_files() -> list[str]:
-    """Vendor files the map needs that are not on disk (empty when the assets are installed)."""
+def missing_files(folder: Path | None = None) -> list[str]:
+    """Vendor files the map needs that are not in ``folder`` (default: the package's copy)."""
     needed = [p for _, p in (*MAP_JS, *MAP_CSS, *DRAW_JS, *DRAW_CSS)]
-    return [p for p in needed if not (VENDOR_DIR / p).is_file()]
+    return [p for p in needed if not ((folder or VENDOR_DIR) / p).is_file()]
+
+
+def vendor_dir() -> Path | None:
+    """The folder holding every file the map needs: the package's copy, else the per-user one."""
+    for folder in (VENDOR_DIR, user_vendor_dir()):
+        if not missing_files(folder):
+            return folder
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,24 +130,29 @@ def static_url(rel: str, base_path: str = "") -> str:
 
 
 def map_assets(*, static_serving: bool, base_path: str = "") -> MapAssets:
-    """The asset URLs for this server: static files when served, inlined otherwise."""
-    if missing_files():
+    """The asset URLs for this server: static files when the package's copy is served, inlined otherwise."""
+    folder = vendor_dir()
+    if folder is None:
         return MapAssets([], [], [], [], "missing")
-    if static_serving:
+    if static_serving and folder == VENDOR_DIR:
         def url(rel: str) -> str:
             return static_url(rel, base_path)
         mode = "static"
     else:
-        url = _inline_url
+        def url(rel: str) -> str:
+            return _inline_url(str(folder / rel))
         mode = "inline"
     pairs = lambda items: [(name, url(rel)) for name, rel in items]  # noqa: E731
     return MapAssets(pairs(MAP_JS), pairs(MAP_CSS), pairs(DRAW_JS), pairs(DRAW_CSS), mode)
 
 
 @functools.lru_cache(maxsize=32)
-def _inline_url(rel: str) -> str:
+def _inline_url(file: str) -> str:
     """A ``data:`` URL of a vendor file; CSS gets its ``url(images/...)`` references inlined too."""
-    path = VENDOR_DIR / rel
+    path = Path(file)
+    root = path.parent
+    while root.parent != root and root.name not in {p.folder for p in PACKAGES}:
+        root = root.parent
     if path.suffix == ".css":
         text = path.read_text(encoding="utf-8")
 
@@ -138,7 +161,7 @@ def _inline_url(rel: str) -> str:
             if ref.startswith(("data:", "#", "http:", "https:")):
                 return m.group(0)
             target = (path.parent / ref).resolve()
-            if not target.is_file() or VENDOR_DIR not in target.parents:
+            if not target.is_file() or root not in target.parents:
                 return m.group(0)
             return f"url({_data_url(target)})"
 

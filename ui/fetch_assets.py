@@ -1,6 +1,7 @@
 """Unpack the map's JavaScript/CSS from pinned npm packages into ``ui/static/vendor``.
 
-Run once at install time (``make setup`` does): ``python -m geoloom.ui.fetch_assets``.
+Run once in a checkout (``make setup`` does): ``python -m geoloom.ui.fetch_assets``; ``--user``
+writes into the per-user data folder instead, as ``geoloom ui`` does for an installed package.
 It uses ``npm pack`` when npm is installed, otherwise it downloads the same tarballs from the
 npm registry; either way each tarball is checked against its pinned sha512 before unpacking.
 """
@@ -19,7 +20,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from geoloom.ui.assets import PACKAGES, VENDOR_DIR, NpmPackage, missing_files, target_path
+from geoloom.ui.assets import PACKAGES, VENDOR_DIR, NpmPackage, missing_files, target_path, user_vendor_dir
 
 
 class FetchError(Exception):
@@ -53,7 +54,7 @@ def _download(pkg: NpmPackage, dest: Path) -> Path:
     return out
 
 
-def _unpack(pkg: NpmPackage, tgz: Path) -> list[Path]:
+def _unpack(pkg: NpmPackage, tgz: Path, folder: Path | None = None) -> list[Path]:
     got = _integrity(tgz)
     if got != pkg.integrity:
         raise FetchError(f"{pkg.spec}: checksum {got[:24]}... differs from the pinned {pkg.integrity[:24]}...")
@@ -67,32 +68,35 @@ def _unpack(pkg: NpmPackage, tgz: Path) -> list[Path]:
             if not info.isfile():
                 raise FetchError(f"{pkg.spec}: {member} is not a regular file")
             data = tar.extractfile(info).read()  # type: ignore[union-attr]
-            target = target_path(pkg, member)
+            target = target_path(pkg, member, folder)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
             written.append(target)
     return written
 
 
-def fetch(*, force: bool = False, use_npm: bool | None = None, quiet: bool = False) -> list[Path]:
-    """Fetch every package whose files are missing (all of them with ``force``)."""
-    if not force and not missing_files():
+def fetch(*, force: bool = False, use_npm: bool | None = None, quiet: bool = False,
+          folder: Path | None = None) -> list[Path]:
+    """Fetch every package whose files are missing from ``folder`` (default: the package's own
+    ``static/vendor``; all of them with ``force``)."""
+    folder = folder or VENDOR_DIR
+    if not force and not missing_files(folder):
         if not quiet:
-            print(f"map assets already in {VENDOR_DIR}")
+            print(f"map assets already in {folder}")
         return []
     use_npm = shutil.which("npm") is not None if use_npm is None else use_npm
     written: list[Path] = []
     with tempfile.TemporaryDirectory() as tmp:
         for pkg in PACKAGES:
             tgz = _npm_pack(pkg, Path(tmp)) if use_npm else _download(pkg, Path(tmp))
-            written += _unpack(pkg, tgz)
+            written += _unpack(pkg, tgz, folder)
             if not quiet:
                 print(f"{pkg.spec}: {len(pkg.files)} file(s)")
-    (VENDOR_DIR / "packages.json").write_text(
+    (folder / "packages.json").write_text(
         json.dumps({p.name: {"version": p.version, "integrity": p.integrity} for p in PACKAGES}, indent=2)
     )
     if not quiet:
-        print(f"map assets written to {VENDOR_DIR}")
+        print(f"map assets written to {folder}")
     return written
 
 
@@ -100,10 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m geoloom.ui.fetch_assets", description=__doc__.splitlines()[0])
     parser.add_argument("--force", action="store_true", help="fetch again even when the files are present")
     parser.add_argument("--no-npm", action="store_true", help="download the tarballs from the registry without npm")
+    parser.add_argument("--user", action="store_true", help="write into the per-user data folder, not the package")
     parser.add_argument("-q", "--quiet", action="store_true")
     args = parser.parse_args(argv)
     try:
-        fetch(force=args.force, use_npm=False if args.no_npm else None, quiet=args.quiet)
+        fetch(force=args.force, use_npm=False if args.no_npm else None, quiet=args.quiet,
+              folder=user_vendor_dir() if args.user else None)
     except FetchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

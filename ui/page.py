@@ -23,6 +23,7 @@ from geoloom.ui.resources import (
     catalog_extent,
     catalog_stamp,
     failed_tiles_table,
+    fetch_missing_assets,
     fmt_seconds,
     imagery_preview,
     job_registry,
@@ -397,8 +398,10 @@ def main_map(cfg: Settings, prep: Any, opened: Any, live: jobs.JobSnapshot | Non
 
 def assets_ok(a: assets.MapAssets) -> bool:
     if a.mode == "missing":
-        st.error("The map's JavaScript files are not installed (offline assets missing); run "
-                 "`python -m geoloom.ui.fetch_assets` (part of `make setup`) and reload the page.")
+        why = fetch_missing_assets() or "not installed"
+        st.error(f"The map's JavaScript files are missing ({why}); run `python -m geoloom.ui.fetch_assets --user` "
+                 "where the npm registry can be reached, then reload the page.")
+        fetch_missing_assets.clear()  # a reload tries again
         return False
     return True
 

@@ -149,7 +149,22 @@ def catalog_stamp(catalog: str) -> float:
     return 0.0 if "://" in catalog else stamp(Path(catalog))
 
 
+@st.cache_resource(show_spinner="Fetching the map's JavaScript files from the npm registry (once)...")
+def fetch_missing_assets() -> str | None:
+    """Fetch the map's files into the per-user data folder when no copy is installed; the error, if any."""
+    if assets.vendor_dir() is not None:
+        return None
+    from geoloom.ui import fetch_assets
+
+    try:
+        fetch_assets.fetch(quiet=True, folder=assets.user_vendor_dir())
+    except (fetch_assets.FetchError, OSError) as exc:
+        return str(exc)
+    return None
+
+
 def map_assets() -> assets.MapAssets:
+    fetch_missing_assets()
     return assets.map_assets(static_serving=bool(st.get_option("server.enableStaticServing")),
                              base_path=str(st.get_option("server.baseUrlPath") or ""))
 
