@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# The tests never read or write the user's own data folder (sample data, installed models, web
+# assets): the session gets an empty one, inherited by every subprocess it starts.
+_DATA_DIR = tempfile.mkdtemp(prefix="geoloom-test-data-")
+os.environ["GEOLOOM_DATA_DIR"] = _DATA_DIR
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_DATA_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -282,6 +282,38 @@ def test_bad_folder_fails_before_any_tile(geoloom_cli, sample_catalog, tmp_path)
     assert not (out / "ledger.jsonl").exists() and not (out / "result.zarr").exists()
 
 
+def test_a_model_folder_in_the_user_models_folder_is_found_by_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("GEOLOOM_DATA_DIR", str(tmp_path / "data"))
+    make_folder(tmp_path / "data" / "models" / "tiny-bright")
+    registry.refresh()
+    try:
+        assert "tiny-bright" in registry.model_names()
+        assert registry.get_model("tiny-bright").card.name == "tiny-bright"
+    finally:
+        monkeypatch.delenv("GEOLOOM_DATA_DIR")
+        registry.refresh()
+    assert "tiny-bright" not in registry.model_names()
+
+
+def test_an_installed_marine_debris_is_used_and_the_shipped_one_stays(tmp_path, monkeypatch):
+    from geoloom.platform.models.marine_debris_card import CARD_FILE, card
+
+    shipped = (file_sha256(WEIGHTS_FILE), CARD_FILE.read_bytes())
+    monkeypatch.setenv("GEOLOOM_DATA_DIR", str(tmp_path / "data"))
+    assert card().weights == "weights/marine-debris.pt"
+    installed = tmp_path / "data" / "models" / "marine-debris"
+    installed.mkdir(parents=True)
+    state = {k: torch.zeros_like(v) for k, v in torch.load(WEIGHTS_FILE, weights_only=True).items()}
+    torch.save(state, installed / "marine-debris.pt")
+    data = json.loads(CARD_FILE.read_text())
+    data.update(sha256=file_sha256(installed / "marine-debris.pt"), threshold=0.7)
+    (installed / "marine-debris.json").write_text(json.dumps(data))
+    model = MarineDebrisModel()
+    assert model.weights == installed / "marine-debris.pt" and model.card.threshold == 0.7
+    assert card().weights == str(installed / "marine-debris.pt")
+    assert (file_sha256(WEIGHTS_FILE), CARD_FILE.read_bytes()) == shipped
+
+
 # --------------------------------------------------------------------------- entry-point plug-ins
 PLUGIN = '''
 import numpy as np

@@ -323,8 +323,12 @@ def test_from_geometry_and_drawn_source():
 # -- presets ------------------------------------------------------------------------------
 
 
-def test_presets_dir_location():
-    assert presets_dir() == Path(region_mod.__file__).resolve().parents[1] / "sample_data" / "presets"
+def test_presets_and_gazetteer_are_package_data():
+    from importlib import resources
+
+    shipped = Path(str(resources.files("geoloom.sample_data")))
+    assert presets_dir() == shipped / "presets" and gazetteer_path() == shipped / "gazetteer.json"
+    assert gazetteer_path().is_file() and any(presets_dir().glob("*.geojson"))
 
 
 def test_preset_lookup_with_temporary_presets(tmp_presets: Path):
@@ -353,8 +357,7 @@ def test_no_presets_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 def test_shipped_presets_load():
     names = list_presets()
-    if not names:
-        pytest.skip("sample_data/presets has no presets yet")
+    assert names, "geoloom.sample_data ships no presets"
     for name in names:
         r = Region.from_preset(name)
         assert r.source == "preset" and r.area_km2 > 0
@@ -363,8 +366,6 @@ def test_shipped_presets_load():
 
 @pytest.mark.parametrize("name", ["sample-area", "sample-bay", "zone-border"])
 def test_expected_presets_exist(name):
-    if not list_presets():
-        pytest.skip("sample_data/presets has no presets yet")
     assert name in list_presets()
 
 

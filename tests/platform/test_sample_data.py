@@ -23,10 +23,11 @@ from geoloom.platform.classes import (
     CLOUD, DEBRIS, FOAM, HARD_NEGATIVES, LABEL_CLASSES, LAND, SARGASSUM, SHIP, TURBID, WATER,
 )
 from geoloom.platform.errors import GeoloomError
+from geoloom.platform.region import presets_dir
 from geoloom.platform.sampledata import COLLECTION_ID, default_sample_dir, generate_sample_data
 from geoloom.platform.spectra import MARIDA_BANDS, MARIDA_MEANS, fdi
 
-PRESETS = Path(__file__).resolve().parents[2] / "sample_data" / "presets"
+PRESETS = presets_dir()
 SEA = [WATER, DEBRIS, SARGASSUM, SHIP, FOAM, TURBID]
 
 # Spectra tolerance: a class mean passes when, in every band, it is within
@@ -203,10 +204,13 @@ def test_bad_options_raise_a_user_error(tmp_path: Path) -> None:
         generate_sample_data(tmp_path, seed=-1)
 
 
-def test_default_dir_is_git_ignored() -> None:
-    d = default_sample_dir()
-    assert d.name == "generated" and d.parent.name == "sample_data"
-    assert "generated/" in (d.parent / ".gitignore").read_text().split()
+def test_default_dir_is_in_the_user_data_folder(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("GEOLOOM_DATA_DIR", str(tmp_path / "data"))
+    assert default_sample_dir() == tmp_path / "data" / "sample"
+    monkeypatch.delenv("GEOLOOM_DATA_DIR")
+    import platformdirs
+
+    assert default_sample_dir() == Path(platformdirs.user_data_dir("geoloom", appauthor=False)) / "sample"
 
 
 # --------------------------------------------------------------------------- realism

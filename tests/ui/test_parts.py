@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import shutil
 from pathlib import Path
 
 import folium
@@ -55,9 +57,7 @@ def test_inline_assets_carry_their_images():
     assert a.mode == "inline"
     urls = [u for _, u in [*a.map_js, *a.map_css, *a.draw_js, *a.draw_css]]
     assert all(u.startswith("data:") for u in urls)
-    draw_css = assets._inline_url("leaflet-draw/leaflet.draw.css")
-    import base64
-
+    draw_css = dict(a.draw_css)["leaflet_draw_css"]
     text = base64.b64decode(draw_css.split(",", 1)[1]).decode()
     assert "spritesheet" not in text and "data:image/png;base64," in text
 
@@ -73,12 +73,29 @@ def test_map_asks_no_cdn_for_anything():
     assert any("leaflet.draw.js" in u for u in urls)
 
 
-def test_missing_assets_are_reported_in_place(ui_env, fake_map, monkeypatch, tmp_path):
+def test_missing_assets_that_cannot_be_fetched_are_reported_in_place(ui_env, fake_map, monkeypatch, tmp_path):
     monkeypatch.setattr(assets, "VENDOR_DIR", tmp_path / "empty")
+    monkeypatch.setenv("GEOLOOM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("npm_config_registry", "http://127.0.0.1:9/")  # nothing listens there
+    monkeypatch.setenv("npm_config_fetch_retries", "0")
     at = AppTest.from_file(str(APP), default_timeout=90)
     at.run()
     assert not at.exception
-    assert any("fetch_assets" in str(e.value) for e in at.error)
+    assert any("fetch_assets --user" in str(e.value) for e in at.error)
+    assert assets.vendor_dir() is None
+
+
+def test_a_package_without_assets_uses_the_per_user_copy_inlined(monkeypatch, tmp_path):
+    user = tmp_path / "data" / "web" / "vendor"
+    shutil.copytree(assets.VENDOR_DIR, user)
+    monkeypatch.setattr(assets, "VENDOR_DIR", tmp_path / "empty")
+    monkeypatch.setenv("GEOLOOM_DATA_DIR", str(tmp_path / "data"))
+    assert assets.vendor_dir() == user
+    a = assets.map_assets(static_serving=True)
+    assert a.mode == "inline"
+    assert all(url.startswith("data:") for _, url in (*a.map_js, *a.map_css, *a.draw_js, *a.draw_css))
+    css = dict(a.map_css)["leaflet_css"]
+    assert "images/layers.png" not in base64.b64decode(css.split(",", 1)[1]).decode()  # its images inlined too
 
 
 def test_fetch_refuses_a_tarball_with_another_checksum(tmp_path, monkeypatch):

@@ -18,7 +18,11 @@ from geoloom.workflows.training import _count, _summary, heldout_report, pixel_s
 TINY = dict(epochs=1, steps_per_epoch=2, batch_size=2, patch=64, train_scenes=2, val_scenes=1, scene_size=192)
 
 
-def test_tiny_training_is_deterministic(tmp_path):
+def test_tiny_training_is_deterministic(tmp_path, monkeypatch):
+    from geoloom.platform.models.marine_debris_card import active_files
+    from geoloom.workflows.training import install_marine_debris
+
+    monkeypatch.setenv("GEOLOOM_DATA_DIR", str(tmp_path / "data"))
     shipped = file_sha256(WEIGHTS_FILE), CARD_FILE.read_text()
     a = train_marine_debris(tmp_path / "a", seed=5, **TINY)
     b = train_marine_debris(tmp_path / "b", seed=5, **TINY)
@@ -29,7 +33,11 @@ def test_tiny_training_is_deterministic(tmp_path):
     assert data["training"]["seed"] == 5 and len(data["training"]["history"]) == 1
     assert set(data["metrics"]["validation"]) >= {"marine-debris", "fdi"}
     DebrisNet(fused=True).load_state_dict(torch.load(a, weights_only=True))
-    assert (file_sha256(WEIGHTS_FILE), CARD_FILE.read_text()) == shipped  # nothing installed without install=True
+    assert active_files() == (WEIGHTS_FILE, CARD_FILE)  # nothing installed without install=True
+    installed = install_marine_debris(tmp_path / "a")
+    assert installed.parent == tmp_path / "data" / "models" / "marine-debris"
+    assert active_files()[0] == installed and file_sha256(installed) == file_sha256(a)
+    assert (file_sha256(WEIGHTS_FILE), CARD_FILE.read_text()) == shipped  # the shipped model stays as it was
 
 
 def test_scores_count_pixels_objects_and_false_positives_by_class():
