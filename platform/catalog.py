@@ -54,6 +54,16 @@ class Scene:
         return dt.datetime.fromisoformat(self.datetime.replace("Z", "+00:00"))
 
 
+def recency_key(scene: Scene) -> tuple[dt.datetime, str]:
+    """Sort key of the compositor's order: acquisition time, then id (a total order; sort descending)."""
+    return scene.time, scene.id
+
+
+def most_recent_first(scenes: Iterable[Scene]) -> list[Scene]:
+    """Scenes in the order the compositor prefers them: most recent first, same times by id."""
+    return sorted(scenes, key=recency_key, reverse=True)
+
+
 def parse_date(value: str | dt.date | None, *, what: str) -> dt.date | None:
     """A date from ``YYYY-MM-DD`` (or a date); None stays None."""
     if value is None or value == "":
@@ -304,5 +314,5 @@ def search_scenes(
             f"no scene covers the region {region.name}{when}{cloud}{where}; widen the dates, raise --max-cloud, "
             "or check the region lies inside the catalog (geoloom catalog search)"
         )
-    found.sort(key=lambda s: (s.time, s.id), reverse=True)
+    found.sort(key=recency_key, reverse=True)
     return found

@@ -17,7 +17,7 @@ from odc.geo.geom import Geometry
 from shapely.geometry.base import BaseGeometry
 
 from geoloom.platform.bands import band_info
-from geoloom.platform.catalog import Scene
+from geoloom.platform.catalog import Scene, most_recent_first
 from geoloom.platform.errors import PlanError
 from geoloom.platform.reading import WarpGrid, block_size_for
 from geoloom.platform.region import Region
@@ -171,11 +171,16 @@ def plan_tiles(
     tile_size: int = DEFAULT_TILE_SIZE,
     crs: str | None = None,
 ) -> Plan:
-    """Cut the region's output grid into tiles (cores = whole chunks) and name each tile's scenes."""
+    """Cut the region's output grid into tiles (cores = whole chunks) and name each tile's scenes.
+
+    Scenes are kept in the compositor's order (:func:`most_recent_first`) whatever order they come
+    in, so the scene a pixel takes its value from is a property of the plan, not of the caller.
+    """
     if not isinstance(tile_size, int) or tile_size < 16 or tile_size > 8192:
         raise PlanError(f"tile size {tile_size!r} must be an integer between 16 and 8192 pixels (e.g. 512)")
     if halo < 0 or halo >= tile_size:
         raise PlanError(f"halo {halo} must be at least 0 and smaller than the tile size {tile_size}; raise --tile-size")
+    scenes = most_recent_first(scenes)
     gbox = output_geobox(region, crs=crs, resolution=resolution)
     h_px, w_px = gbox.shape.yx
     ny, nx = -(-h_px // tile_size), -(-w_px // tile_size)

@@ -44,3 +44,25 @@ def test_cloudy_pixels_fall_back_to_the_least_cloudy_scene_reading_each_band_onc
     np.testing.assert_array_equal(ds["scene_index"].values[0], [0, 0, 1, 1])
     assert used == {"newest": 8, "oldest": 8}
     assert max(reads.values()) == 1, reads
+
+
+def test_a_plan_lists_scenes_most_recent_first_ties_by_id_whatever_order_they_come_in():
+    """The compositor's order is a total order of the plan, not of the list a caller passes."""
+    from itertools import permutations
+
+    from geoloom.platform.plan import plan_tiles
+    from geoloom.platform.region import as_region
+
+    def scene(name: str, when: str) -> Scene:
+        return Scene(id=name, datetime=when, cloud_cover=0.0, footprint=box(-3.1, 40.9, -2.9, 41.1),
+                     assets={"red": AssetRef(href=f"{name}/red.tif", band="red")})
+
+    scenes = [scene("c", "2024-01-01T10:00:00+00:00"), scene("a", "2024-01-02T10:00:00+00:00"),
+              scene("b", "2024-01-02T10:00:00+00:00"), scene("d", "2024-01-02T10:00:30+00:00")]
+    region = as_region((-3.01, 40.99, -2.99, 41.01))
+    plans = [plan_tiles(region, list(order), bands=("red",), resolution=10, halo=4, tile_size=64)
+             for order in permutations(scenes)]
+    for plan in plans:
+        assert [s.id for s in plan.scenes] == ["d", "b", "a", "c"]
+        assert all(t.scene_ids == ("d", "b", "a", "c") for t in plan.tiles)
+    assert len({p.token for p in plans}) == 1
