@@ -140,3 +140,30 @@ def test_an_internal_mask_without_a_nodata_value_is_honoured_as_the_warper_does(
     assert np.isnan(fast).sum() > 400
     np.testing.assert_array_equal(np.isnan(fast), np.isnan(ref))
     np.testing.assert_allclose(fast, ref, rtol=1e-6)
+
+
+@pytest.mark.parametrize("res", [10, 20])
+def test_a_raster_that_ends_inside_the_window_reads_the_same_for_every_halo_and_split(tmp_path, res):
+    """Slanted no-data collar and raster edges inside the window: in-memory == warp, whole == parts, any grid padding."""
+    n = 60
+    rr, cc = np.mgrid[0:n, 0:n]
+    data = (1000 + 7 * rr + 3 * cc + (rr * cc) % 11).astype(np.uint16)
+    data[cc < 0.4 * rr - 5] = 0  # a slanted collar on the west
+    data[cc > n - 12 + 0.3 * rr] = 0  # and on the east
+    href = _write(tmp_path / f"edge{res}.tif", data, Affine(res, 0, 500_000, 0, -res, 4_000_000), nodata=0)
+    asset = AssetRef(href=href, band="red")
+    start = n * res // 10 - 70  # grid pixels: the raster's east and south edges lie inside the window
+    whole = GeoBox((96, 96), Affine(10, 0, 500_000 + 10 * start, 0, -10, 4_000_000 - 10 * start), UTM)
+    h, w = whole.shape.yx
+    ref = None
+    with gdal_env():
+        for halo in (0, 4, 20):
+            grid = WarpGrid.around(whole, halo=halo, block=16)
+            full = read_band(asset, whole, grid)
+            np.testing.assert_allclose(full, read_band(asset, whole, grid, force_warp=True), rtol=1e-6, atol=1e-6)
+            parts = np.vstack([np.hstack([read_band(asset, whole[y:y + 32, x:x + 32], grid) for x in range(0, w, 32)])
+                               for y in range(0, h, 32)])
+            np.testing.assert_array_equal(full, parts)
+            ref = full if ref is None else ref
+            np.testing.assert_array_equal(full, ref, err_msg=f"halo {halo}")
+    assert np.isnan(ref).any() and np.isfinite(ref).sum() > 0.3 * ref.size
