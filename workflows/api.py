@@ -204,7 +204,11 @@ def map_tiles(
 ) -> Run:
     """Run your own function on every tile (bands as variables, ``halo`` pixels of context included)
     and stitch its result; it must return a DataArray (or a Dataset with ``name``) on the tile's grid.
-    ``gpu``: "none", "prefers" (GPU workers when there are any) or "requires"."""
+    ``gpu``: "none", "prefers" (GPU workers when there are any) or "requires".
+
+    NaN marks pixels with no data (outside every scene, nodata collars). A filter built on running
+    sums, such as ``scipy.ndimage.uniform_filter``, carries one NaN along its whole row and column to
+    the tile's edge: fill or mask NaN first (e.g. filter the values and a validity mask, divide)."""
     card = ModelCard(
         name=f"map_tiles:{getattr(fn, '__name__', 'function')}",
         title="user function",
