@@ -51,11 +51,12 @@ def write_tile(path: str | Path, task: TileTask, layers: Mapping[str, np.ndarray
     y0, y1, x0, x1 = task.core_yx
     if y0 % tile_size or x0 % tile_size:
         raise RuntimeError(f"tile {task.key} core {task.core_yx} is not aligned to chunks of {tile_size}")
+    for name, arr in layers.items():  # every layer is checked before any is written: a tile is whole or absent
+        if (y1 - y0, x1 - x0) != arr.shape:
+            raise RuntimeError(f"tile {task.key}: layer {name} has shape {arr.shape}, core is {(y1 - y0, x1 - x0)}")
     group = zarr.open_group(str(path), mode="r+")
     for name, arr in layers.items():
         z = group[name]
-        if (y1 - y0, x1 - x0) != arr.shape:
-            raise RuntimeError(f"tile {task.key}: layer {name} has shape {arr.shape}, core is {(y1 - y0, x1 - x0)}")
         if not (y1 % tile_size == 0 or y1 == z.shape[0]) or not (x1 % tile_size == 0 or x1 == z.shape[1]):
             raise RuntimeError(f"tile {task.key} core {task.core_yx} does not end on a chunk border")
         z[y0:y1, x0:x1] = arr.astype(z.dtype, copy=False)
