@@ -18,7 +18,7 @@ COLUMNS = ["geometry", "score", "class", "pixels", "scene", "datetime", "tile"]
 
 
 def _empty(crs: str) -> gpd.GeoDataFrame:
-    return gpd.GeoDataFrame({c: [] for c in COLUMNS[1:]}, geometry=[], crs=crs)
+    return gpd.GeoDataFrame({c: pd.Series(dtype={"score": "float64", "pixels": "int64"}.get(c, "str")) for c in COLUMNS[1:]}, geometry=[], crs=crs)
 
 
 def _majority(objects: np.ndarray, n: int, values: np.ndarray) -> np.ndarray:
@@ -126,7 +126,7 @@ def finalize_detections(parts: gpd.GeoDataFrame, *, run_id: str, model: str) -> 
     else:
         merged["area_m2"] = pd.Series(dtype="float64")
     merged = merged.reset_index(drop=True)
-    merged.insert(0, "id", [f"{run_id}-{i}" for i in range(len(merged))])
+    merged.insert(0, "id", pd.Series([f"{run_id}-{i}" for i in range(len(merged))], dtype="str"))
     merged["run_id"] = run_id
     merged["model"] = model
     out = merged.to_crs("EPSG:4326")
