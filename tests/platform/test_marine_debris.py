@@ -26,8 +26,8 @@ from geoloom.platform.models.indices import FDIModel
 from geoloom.platform.models.marine_debris import (
     DOWNSAMPLE, HALO, WEIGHTS_FILE, DebrisNet, MarineDebrisModel, receptive_field_radius,
 )
+from geoloom.platform.models.training import pixel_scores
 from geoloom.platform.scenes import synthesize_scene
-from geoloom.workflows.training import pixel_scores
 
 #: synthesize_scene seeds used by no training (1000+), validation (500-599) or evaluation (0-3) run.
 TEST_SEEDS = (610, 611, 612)
@@ -62,7 +62,7 @@ def test_card_is_complete_and_valid(model):
 
 def test_card_reports_held_out_scores_beating_fdi():
     card = registry.get_card("marine-debris")
-    assert "held_out" in card.metrics, "record them: python -m geoloom.workflows.training heldout"
+    assert "held_out" in card.metrics, "record them: geoloom models heldout"
     held = card.metrics["held_out"]
     for name in ("marine-debris", "fdi"):
         for key in ("precision", "recall", "f1", "iou", "object_recall", "false_positives_by_class"):

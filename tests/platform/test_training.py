@@ -13,14 +13,15 @@ import torch
 from geoloom.platform.classes import DEBRIS, FOAM, SHIP, WATER
 from geoloom.platform.models.card import file_sha256
 from geoloom.platform.models.marine_debris import CARD_FILE, WEIGHTS_FILE, DebrisNet
-from geoloom.workflows.training import _count, _summary, heldout_report, pixel_scores, train_marine_debris
+from geoloom.platform.models.training import heldout_report, pixel_scores, train_marine_debris
+from geoloom.platform.models.training.scores import _count, _summary
 
 TINY = dict(epochs=1, steps_per_epoch=2, batch_size=2, patch=64, train_scenes=2, val_scenes=1, scene_size=192)
 
 
 def test_tiny_training_is_deterministic(tmp_path, monkeypatch):
     from geoloom.platform.models.marine_debris_card import active_files
-    from geoloom.workflows.training import install_marine_debris
+    from geoloom.platform.models.training import install_marine_debris
 
     monkeypatch.setenv("GEOLOOM_DATA_DIR", str(tmp_path / "data"))
     shipped = file_sha256(WEIGHTS_FILE), CARD_FILE.read_text()
@@ -69,9 +70,11 @@ def small_heldout_catalog(tmp_path_factory) -> Path:
 
 
 def test_heldout_report_through_the_pipeline(small_heldout_catalog, tmp_path):
+    from geoloom.workflows import detect
+
     card = tmp_path / "card.json"
     card.write_text(json.dumps({"threshold": 0.5}))
-    report = heldout_report([small_heldout_catalog], workdir=tmp_path / "work", card_file=card)
+    report = heldout_report([small_heldout_catalog], run_detect=detect, workdir=tmp_path / "work", card_file=card)
     md, fdi = report["marine-debris"], report["fdi"]
     assert len(md["runs"]) == 2  # one pipeline run per acquisition date
     for r in (md, fdi):
@@ -81,3 +84,18 @@ def test_heldout_report_through_the_pipeline(small_heldout_catalog, tmp_path):
     assert md["false_positives_hard_negatives"] < fdi["false_positives_hard_negatives"]
     written = json.loads(card.read_text())
     assert written["threshold"] == 0.5 and written["metrics"]["held_out"]["marine-debris"]["f1"] == md["f1"]
+
+
+def test_training_code_stays_in_the_bottom_layer():
+    """The pipeline comes in as ``run_detect``: no module of the training code imports an upper layer,
+    at the top or inside a function."""
+    import ast
+
+    import geoloom.platform.models.training as training
+
+    upper = ("geoloom.runtime", "geoloom.workflows", "geoloom.ui")
+    for path in Path(training.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not [n for n in names if n.startswith(upper)], f"{path.name}:{node.lineno} imports {names}"
