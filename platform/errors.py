@@ -54,3 +54,11 @@ class OutputError(GeoloomError, OSError):
 
 class RunError(GeoloomError, RuntimeError):
     """A run could not complete, or some of its tiles failed."""
+
+
+class ProductError(CatalogError):
+    """A satellite product (a Sentinel-2 SAFE folder or zip) is incomplete or its metadata cannot be read."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
