@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import warnings
 from dataclasses import dataclass, field
@@ -52,6 +53,24 @@ class Scene:
     @property
     def time(self) -> dt.datetime:
         return dt.datetime.fromisoformat(self.datetime.replace("Z", "+00:00"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data (footprint as GeoJSON); :meth:`from_dict` reads it back to an equal scene."""
+        return {
+            "id": self.id, "datetime": self.datetime, "cloud_cover": self.cloud_cover,
+            "footprint": shapely.geometry.mapping(self.footprint),
+            "assets": {k: dataclasses.asdict(a) for k, a in self.assets.items()},
+            "collection": self.collection, "crs": self.crs,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Scene:
+        return cls(
+            id=data["id"], datetime=data["datetime"], cloud_cover=data.get("cloud_cover"),
+            footprint=shapely.geometry.shape(data["footprint"]),
+            assets={k: AssetRef(**a) for k, a in data["assets"].items()},
+            collection=data.get("collection"), crs=data.get("crs"),
+        )
 
 
 def recency_key(scene: Scene) -> tuple[dt.datetime, str]:

@@ -116,7 +116,10 @@ class Plan:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        """The plan as written into ``request.json``: what defines it (region, scenes, bands, grid) and,
+        for readers, its grid and tile keys; :meth:`from_dict` rebuilds the same plan."""
         return {
+            "region": self.region.to_dict(),
             "crs": self.crs,
             "resolution": self.resolution,
             "transform": list(self.transform),
@@ -125,8 +128,28 @@ class Plan:
             "halo": self.halo,
             "bands": list(self.bands),
             "token": self.token,
+            "scenes": [s.to_dict() for s in self.scenes],
             "tiles": [t.key for t in self.tiles],
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        """The plan :meth:`to_dict` wrote, planned again from what defines it (tiles are a pure function
+        of region, scenes, bands and grid) and checked against the stored token."""
+        plan = plan_tiles(Region.from_dict(data["region"]), [Scene.from_dict(s) for s in data["scenes"]],
+                          bands=tuple(data["bands"]), resolution=float(data["resolution"]), halo=int(data["halo"]),
+                          tile_size=int(data["tile_size"]), crs=data["crs"])
+        if plan.token != data["token"] or list(plan.shape_yx) != list(data["shape_yx"]):
+            raise PlanError(f"the stored plan {data['token']} does not rebuild (got {plan.token}); "
+                            "it was written by another geoloom version: start the run again with --overwrite")
+        return plan
+
+    def tile(self, key: str) -> TileTask:
+        """The tile with this key."""
+        for t in self.tiles:
+            if t.key == key:
+                return t
+        raise KeyError(key)
 
 
 def plan_token(*parts: Any) -> str:

@@ -185,6 +185,19 @@ class Region:
             "properties": {"name": self.name, "source": self.source, "area_km2": round(self.area_km2, 3)},
         }
 
+    def to_dict(self) -> dict[str, Any]:
+        """The region as written into run files (a GeoJSON Feature); :meth:`from_dict` reads it back."""
+        return self.to_geojson()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Region:
+        """The region :meth:`to_dict` wrote: same geometry, name and source."""
+        props = data.get("properties") or {}
+        geom = shape(data["geometry"])
+        if not isinstance(geom, Polygon | MultiPolygon):
+            raise RegionError(f"a stored region must be a Polygon or MultiPolygon, not {geom.geom_type}")
+        return cls(geom, name=str(props.get("name", "region")), source=str(props.get("source", "geojson")))
+
 
 # -- the normaliser -----------------------------------------------------------------------
 

@@ -60,6 +60,13 @@ def parse_query(expressions: Iterable[str] | dict[str, Any] | None) -> dict[str,
     return query
 
 
+def format_query(query: dict[str, dict[str, Any]] | None) -> list[str]:
+    """The filters of :func:`parse_query` written back as ``PROPERTY OP VALUE`` expressions."""
+    symbols = {name: symbol for symbol, name in _OPS.items()}
+    return [f"{key}{symbols[op]}{value if isinstance(value, str) else json.dumps(value)}"
+            for key, conditions in (query or {}).items() for op, value in conditions.items() if op in symbols]
+
+
 def matches_query(properties: dict[str, Any], query: dict[str, dict[str, Any]]) -> bool:
     """True when the properties pass every filter (the same test a STAC API applies)."""
     for key, conditions in query.items():

@@ -11,6 +11,8 @@ from typing import Any, Callable, Sequence
 import geopandas as gpd
 import pandas as pd
 import xarray as xr
+from affine import Affine
+from odc.geo.geobox import GeoBox
 
 from geoloom.platform.bands import canonical_band
 from geoloom.platform.errors import OutputError
@@ -18,18 +20,31 @@ from geoloom.platform.ledger import Ledger
 from geoloom.platform.models.base import FunctionModel
 from geoloom.platform.models.card import ModelCard, OutputSpec
 from geoloom.platform.mosaic import open_store
-from geoloom.platform.region import as_region
-from geoloom.platform.stac_api import parse_query
+from geoloom.platform.plan import Plan
+from geoloom.platform.region import DEFAULT_MAX_AREA_KM2
 from geoloom.runtime.model_cache import ModelSpec
 from geoloom.runtime.progress import Progress
-from geoloom.workflows.runs import Prepared, RunRequest, default_catalog, execute, prepare
+from geoloom.workflows.request import DEFAULT_MODEL, RunRequest, build_request, request_from_folder
+from geoloom.workflows.runs import Prepared, execute, prepare
 
-DEFAULT_MODEL = "marine-debris"
+
+@dataclass(frozen=True, slots=True)
+class TileCounts:
+    """How a run's tiles ended: total, done, failed, and missing (not computed: cancelled, interrupted)."""
+
+    total: int
+    done: int
+    failed: int
+    missing: int
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TileCounts:
+        return cls(**{k: int(data.get(k, 0)) for k in ("total", "done", "failed", "missing")})
 
 
 @dataclass(frozen=True)
 class Run:
-    """A finished (or partly finished) run folder, opened lazily."""
+    """A finished (or partly finished) run folder, opened lazily, read back as typed values."""
 
     folder: Path
 
@@ -37,6 +52,40 @@ class Run:
     def manifest(self) -> dict[str, Any]:
         """The run's STAC Item (``run.json``) as a dict."""
         return json.loads((self.folder / "run.json").read_text())
+
+    @cached_property
+    def _request_file(self) -> dict[str, Any]:
+        return json.loads((self.folder / "request.json").read_text())
+
+    @property
+    def run_id(self) -> str:
+        return str(self._request_file["run_id"])
+
+    @cached_property
+    def request(self) -> RunRequest:
+        """The request the run was started with."""
+        return request_from_folder(self.folder)
+
+    @cached_property
+    def plan(self) -> Plan:
+        """The run's plan (grid, tiles, scenes), rebuilt from ``request.json``."""
+        return Plan.from_dict(self._request_file["plan"])
+
+    @property
+    def geobox(self) -> GeoBox:
+        """The output grid."""
+        p = self._request_file["plan"]
+        return GeoBox(tuple(p["shape_yx"]), Affine(*p["transform"][:6]), p["crs"])
+
+    @cached_property
+    def card(self) -> ModelCard:
+        """The model card the run used (a user function's card for ``map_tiles``)."""
+        return ModelCard.from_dict(self._request_file["card"], where=f"{self.folder}/request.json")
+
+    @property
+    def timings(self) -> dict[str, Any]:
+        """Start, finish, seconds per stage, tile seconds and the cluster, from the manifest."""
+        return dict(self.manifest["properties"]["geoloom:timings"])
 
     @property
     def dataset(self) -> xr.Dataset:
@@ -61,19 +110,19 @@ class Run:
         return [{"key": r.key, "row": r.row, "col": r.col, "error": r.error} for r in recs if r.state == "failed"]
 
     @property
-    def tiles(self) -> dict[str, int]:
-        return self.manifest["properties"]["geoloom:tiles"]
+    def tiles(self) -> TileCounts:
+        return TileCounts.from_dict(self.manifest["properties"]["geoloom:tiles"])
 
     @property
     def ok(self) -> bool:
-        return self.tiles["failed"] == 0 and self.tiles["missing"] == 0
+        return self.tiles.failed == 0 and self.tiles.missing == 0
 
     def path(self, name: str) -> Path:
         return self.folder / name
 
     def __repr__(self) -> str:
         t = self.tiles
-        return f"Run({str(self.folder)!r}, tiles done {t['done']}/{t['total']}, failed {t['failed']})"
+        return f"Run({str(self.folder)!r}, tiles done {t.done}/{t.total}, failed {t.failed})"
 
 
 def open_run(folder: str | Path) -> Run:
@@ -84,39 +133,32 @@ def open_run(folder: str | Path) -> Run:
     return Run(p)
 
 
-def _request(region: Any, model: ModelSpec, *, catalog, out, start, end, max_cloud, tile_size, resolution, crs, retries,
-             max_area_km2, collection=None, query=None, sign=None) -> RunRequest:
-    if out is None:
-        raise OutputError("give out= (a folder for the run's files)")
-    return RunRequest(
-        region=as_region(region, max_area_km2=max_area_km2) if max_area_km2 is not False else as_region(region, max_area_km2=None),
-        model=model,
-        catalog=str(catalog or default_catalog()),
-        out=str(out),
-        start=str(start) if start else None,
-        end=str(end) if end else None,
-        max_cloud=max_cloud,
-        tile_size=tile_size,
-        resolution=resolution,
-        crs=crs,
-        retries=retries,
-        collection=collection,
-        query=parse_query(query) or None,
-        sign=sign,
-    )
+def _cluster_args(cluster: Any) -> tuple[str | None, Any]:
+    """``cluster=`` as (scheduler address, client): a string is an address, anything else a Client."""
+    if cluster is None or isinstance(cluster, str):
+        return cluster, None
+    return None, cluster
 
 
-def plan_run(region: Any, *, model: str = DEFAULT_MODEL, catalog: str | Path | None = None, out: str | Path = ".",
-             start=None, end=None, max_cloud=None, tile_size=None, resolution=None, crs=None, threshold=None,
-             max_area_km2: float | None = None, collection: str | None = None, query: Any = None,
-             sign: str | None = None) -> Prepared:
-    """Plan without reading pixels: ``.summary()`` gives tiles, pixels, bytes, scenes and an estimate."""
-    params = {"threshold": threshold} if threshold is not None else {}
-    kwargs = {} if max_area_km2 is None else {"max_area_km2": max_area_km2}
-    req = _request(region, ModelSpec(str(model), params), catalog=catalog, out=out, start=start, end=end,
-                   max_cloud=max_cloud, tile_size=tile_size, resolution=resolution, crs=crs, retries=0,
-                   max_area_km2=kwargs.get("max_area_km2", 50_000), collection=collection, query=query, sign=sign)
-    return prepare(req)
+def plan_run(region: Any, *, model: str = DEFAULT_MODEL, out: str | Path = ".",
+             max_area_km2: float | None = DEFAULT_MAX_AREA_KM2, **options: Any) -> Prepared:
+    """Plan without reading pixels: ``.summary()`` gives tiles, pixels, bytes, scenes and an estimate.
+    Takes the imagery and grid keywords of :func:`detect`."""
+    return prepare(build_request(region, model=model, out=out, max_area_km2=max_area_km2, **options))
+
+
+def plan_request(request: RunRequest) -> Prepared:
+    """Plan a whole :class:`RunRequest` without reading pixels (what ``--dry-run`` shows)."""
+    return prepare(request)
+
+
+def run_request(request: RunRequest, *, client: Any = None, resume: bool = False, overwrite: bool = False,
+                progress: Callable[[Progress], None] | None = None, cancelled: Callable[[], bool] | None = None,
+                on_cluster: Callable[[Any], None] | None = None) -> Run:
+    """Run a whole :class:`RunRequest` (what every front door builds) and return the published run."""
+    folder = execute(prepare(request), client=client, resume=resume, overwrite=overwrite, progress=progress,
+                     cancelled=cancelled or (lambda: False), on_cluster=on_cluster)
+    return Run(folder)
 
 
 def detect(
@@ -141,7 +183,7 @@ def detect(
     progress: Callable[[Progress], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
     on_cluster: Callable[[Any], None] | None = None,
-    max_area_km2: float = 50_000,
+    max_area_km2: float | None = DEFAULT_MAX_AREA_KM2,
     collection: str | None = None,
     query: Any = None,
     sign: str | None = None,
@@ -153,23 +195,15 @@ def detect(
     ``query``: property filters (``["s2:mgrs_tile=31NBG"]``); ``sign``: a URL signer
     (``"planetary-computer"``).
     ``cluster``: a ``distributed.Client`` or a scheduler address; default an embedded local cluster.
+    ``max_area_km2``: the largest region accepted (None: no limit).
     """
-    params = {"threshold": threshold} if threshold is not None else {}
-    req = _request(region, ModelSpec(str(model), params), catalog=catalog, out=out, start=start, end=end,
-                   max_cloud=max_cloud, tile_size=tile_size, resolution=resolution, crs=crs, retries=retries,
-                   max_area_km2=max_area_km2, collection=collection, query=query, sign=sign)
-    return _run(req, runtime=runtime, cluster=cluster, workers=workers, resume=resume, overwrite=overwrite,
-                progress=progress, cancelled=cancelled, on_cluster=on_cluster)
-
-
-def _run(req: RunRequest, *, runtime, cluster, workers, resume, overwrite, progress, cancelled=None, on_cluster=None) -> Run:
-    prepared = prepare(req)
-    client = cluster if cluster is not None and not isinstance(cluster, str) else None
-    scheduler = cluster if isinstance(cluster, str) else None
-    folder = execute(prepared, runtime=runtime, scheduler=scheduler, client=client, workers=workers,
-                     resume=resume, overwrite=overwrite, progress=progress, cancelled=cancelled or (lambda: False),
-                     on_cluster=on_cluster)
-    return Run(folder)
+    address, client = _cluster_args(cluster)
+    req = build_request(region, model=model, out=out, threshold=threshold, catalog=catalog, collection=collection,
+                        start=start, end=end, max_cloud=max_cloud, query=query, sign=sign, resolution=resolution,
+                        crs=crs, tile_size=tile_size, runtime=runtime, cluster=address, workers=workers,
+                        retries=retries, max_area_km2=max_area_km2)
+    return run_request(req, client=client, resume=resume, overwrite=overwrite, progress=progress,
+                       cancelled=cancelled, on_cluster=on_cluster)
 
 
 def map_tiles(
@@ -197,7 +231,7 @@ def map_tiles(
     overwrite: bool = False,
     progress: Callable[[Progress], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
-    max_area_km2: float = 50_000,
+    max_area_km2: float | None = DEFAULT_MAX_AREA_KM2,
     collection: str | None = None,
     query: Any = None,
     sign: str | None = None,
@@ -221,9 +255,9 @@ def map_tiles(
         primary=name,
         gpu=gpu,
     )
-    spec = ModelSpec(card.name, {}, instance=FunctionModel(fn, card))
-    req = _request(region, spec, catalog=catalog, out=out, start=start, end=end, max_cloud=max_cloud,
-                   tile_size=tile_size, resolution=resolution, crs=crs, retries=retries, max_area_km2=max_area_km2,
-                   collection=collection, query=query, sign=sign)
-    return _run(req, runtime=runtime, cluster=cluster, workers=workers, resume=resume, overwrite=overwrite,
-                progress=progress, cancelled=cancelled)
+    address, client = _cluster_args(cluster)
+    req = build_request(region, model=ModelSpec(card.name, {}, instance=FunctionModel(fn, card)), out=out,
+                        catalog=catalog, collection=collection, start=start, end=end, max_cloud=max_cloud,
+                        query=query, sign=sign, resolution=resolution, crs=crs, tile_size=tile_size,
+                        runtime=runtime, cluster=address, workers=workers, retries=retries, max_area_km2=max_area_km2)
+    return run_request(req, client=client, resume=resume, overwrite=overwrite, progress=progress, cancelled=cancelled)

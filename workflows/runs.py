@@ -21,15 +21,16 @@ from geoloom.platform.errors import OutputError
 from geoloom.platform.ledger import Ledger
 from geoloom.platform.models.card import ModelCard
 from geoloom.platform.mosaic import create_store, drop_partial_chunks
+from geoloom.platform.outputs import writable_folder
 from geoloom.platform.plan import Plan, plan_tiles
 from geoloom.platform.publish import STAGING_PREFIX, build_manifest, write_cog, write_detections, write_quicklook
-from geoloom.platform.region import Region
 from geoloom.platform.tile_job import TileJob
 from geoloom.platform.vectors import finalize_detections, read_parts
 from geoloom.runtime.engine import placement, run_tiles
 from geoloom.runtime.executors import ClusterInfo, Executor, make_executor
-from geoloom.runtime.model_cache import ModelSpec, model_card
+from geoloom.runtime.model_cache import model_card
 from geoloom.runtime.progress import ProgressCallback
+from geoloom.workflows.request import RunRequest
 
 #: Files a run folder holds; only these are replaced by ``overwrite``.
 RUN_FILES = ("request.json", "run.json", "ledger.jsonl", "result.zarr", "parts", "result.tif",
@@ -41,50 +42,6 @@ def code_version() -> str:
         return version("geoloom")
     except PackageNotFoundError:
         return "unknown"
-
-
-def default_catalog() -> Path:
-    """The sample catalog (``geoloom sample-data`` writes it)."""
-    from geoloom.platform.sampledata import default_sample_dir
-
-    return default_sample_dir() / "catalog.json"
-
-
-@dataclass(frozen=True, slots=True)
-class RunRequest:
-    """Everything a run depends on, in the vocabulary shared by the CLI, the API and the UI."""
-
-    region: Region
-    model: ModelSpec
-    catalog: str
-    out: str
-    start: str | None = None
-    end: str | None = None
-    max_cloud: float | None = None
-    tile_size: int | None = None
-    resolution: float | None = None
-    crs: str | None = None
-    retries: int = 2
-    collection: str | None = None
-    query: dict[str, Any] | None = None
-    sign: str | None = None
-
-    def parameters(self) -> dict[str, Any]:
-        return {
-            "catalog": self.catalog,
-            "collection": self.collection,
-            "query": self.query,
-            "sign": self.sign,
-            "start": self.start,
-            "end": self.end,
-            "max_cloud": self.max_cloud,
-            "tile_size": self.tile_size,
-            "resolution": self.resolution,
-            "crs": self.crs,
-            "model": self.model.name,
-            "model_params": self.model.params,
-            "retries": self.retries,
-        }
 
 
 @dataclass(slots=True)
@@ -99,16 +56,16 @@ class Prepared:
 
     def summary(self) -> dict[str, Any]:
         return self.plan.summary(mpx_per_s=self.card.mpx_per_s) | {
-            "model": self.card.name, "catalog": self.request.catalog, "items_matched": self.matched,
+            "model": self.card.name, "catalog": self.request.imagery.catalog, "items_matched": self.matched,
         }
 
 
 def prepare(request: RunRequest) -> Prepared:
     """Validate the request and plan it; reads no pixels."""
     card = model_card(request.model)
-    scenes = search_scenes(request.catalog, request.region, start=request.start, end=request.end,
-                           max_cloud=request.max_cloud, collection=request.collection, query=request.query,
-                           sign=request.sign)
+    im, grid = request.imagery, request.grid
+    scenes = search_scenes(im.catalog, request.region, start=im.start, end=im.end, max_cloud=im.max_cloud,
+                           collection=im.collection, query=im.query, sign=im.sign)
     usable = [s for s in scenes if set(card.bands) <= s.bands]
     if not usable:
         require_bands(card.bands, scenes[0].bands, what=f"model {card.name}")
@@ -116,10 +73,10 @@ def prepare(request: RunRequest) -> Prepared:
         request.region,
         usable,
         bands=card.bands,
-        resolution=request.resolution or card.resolution,
+        resolution=grid.resolution or card.resolution,
         halo=card.halo,
-        tile_size=request.tile_size or card.tile_size,
-        crs=request.crs,
+        tile_size=grid.tile_size or card.tile_size,
+        crs=grid.crs,
     )
     return Prepared(request, card, usable, plan, getattr(scenes, "matched", None))
 
@@ -153,7 +110,7 @@ def _check_out_dir(out: Path, run_id: str, *, resume: bool, overwrite: bool) -> 
     """Refuse a folder that holds another run, or one we cannot write; never delete foreign files."""
     request_file = out / "request.json"
     if out.exists() and not out.is_dir():
-        raise OutputError(f"--out {out} is a file; give a folder for the run")
+        writable_folder(out, what="the run")  # refuses a file
     if request_file.exists():
         previous = json.loads(request_file.read_text()).get("run_id")
         if resume and previous != run_id:
@@ -168,13 +125,7 @@ def _check_out_dir(out: Path, run_id: str, *, resume: bool, overwrite: bool) -> 
         raise OutputError(f"{out} holds no run to resume; start a run there without --resume")
     elif out.is_dir() and any(p.name in RUN_FILES for p in out.iterdir()):
         raise OutputError(f"{out} holds files of an unfinished or foreign run; use --overwrite or a new --out")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise OutputError(f"cannot write to {out} ({exc.strerror or exc}); choose a writable --out folder") from None
+    writable_folder(out, what="the run")
 
 
 LOCK_FILE = ".geoloom.lock"
@@ -214,9 +165,6 @@ def execute(
     prepared: Prepared,
     *,
     executor: Executor | None = None,
-    runtime: str = "dask",
-    scheduler: str | None = None,
-    workers: int | None = None,
     client: Any = None,
     resume: bool = False,
     overwrite: bool = False,
@@ -224,27 +172,27 @@ def execute(
     cancelled: Callable[[], bool] = lambda: False,
     on_cluster: Callable[[ClusterInfo], None] | None = None,
 ) -> Path:
-    """Run a prepared request into its folder and publish it; returns the folder."""
+    """Run a prepared request into its folder and publish it; returns the folder. The tiles run where
+    the request's ``execution`` says, unless an ``executor`` or a ``distributed.Client`` is given."""
     req = prepared.request
     out = Path(req.out).expanduser().resolve()
     run_id = run_id_for(prepared)
     _check_out_dir(out, run_id, resume=resume, overwrite=overwrite)
     with _folder_lock(out):
         _clear_for_run(out, resume=resume, overwrite=overwrite)
-        return _execute_locked(prepared, out, run_id, executor=executor, runtime=runtime, scheduler=scheduler,
-                               workers=workers, client=client, resume=resume, progress=progress, cancelled=cancelled,
-                               on_cluster=on_cluster)
+        return _execute_locked(prepared, out, run_id, executor=executor, client=client, resume=resume,
+                               progress=progress, cancelled=cancelled, on_cluster=on_cluster)
 
 
-def _execute_locked(prepared: Prepared, out: Path, run_id: str, *, executor: Executor | None, runtime: str,
-                    scheduler: str | None, workers: int | None, client: Any, resume: bool,
+def _execute_locked(prepared: Prepared, out: Path, run_id: str, *, executor: Executor | None, client: Any, resume: bool,
                     progress: ProgressCallback | None, cancelled: Callable[[], bool],
                     on_cluster: Callable[[ClusterInfo], None] | None) -> Path:
     req, card, plan = prepared.request, prepared.card, prepared.plan
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     own = executor is None
-    executor = executor or make_executor(runtime, scheduler=scheduler, workers=workers, client=client)
+    ex = req.execution
+    executor = executor or make_executor(ex.runtime, scheduler=ex.cluster, workers=ex.workers, client=client)
     try:
         info = executor.info()
         resources = placement(card, executor)
@@ -253,7 +201,7 @@ def _execute_locked(prepared: Prepared, out: Path, run_id: str, *, executor: Exe
         store, parts = out / "result.zarr", out / "parts"
         ledger = Ledger(out / "ledger.jsonl")
         if not resume or not (store / "zarr.json").exists():
-            request = {"run_id": run_id, "plan": plan.to_dict(), "parameters": req.parameters(), "region": req.region.to_geojson()}
+            request = {"run_id": run_id, "request": req.to_folder_dict(), "card": card.to_dict(), "plan": plan.to_dict()}
             (out / "request.json").write_text(json.dumps(request, indent=2, default=str))
             create_store(store, plan, card.outputs, attrs={"run_id": run_id, "model": card.name, "primary": card.primary})
         parts.mkdir(exist_ok=True)
@@ -262,7 +210,7 @@ def _execute_locked(prepared: Prepared, out: Path, run_id: str, *, executor: Exe
             outputs=tuple(o.name for o in card.outputs), grid=plan.warp_grid, detection=card.detection, score=card.score, label=card.name,
         )
         skip = ledger.done_keys() if resume else set()
-        run_tiles(executor, plan.tiles, job, req.model, ledger, resources=resources, retries=req.retries, skip=skip,
+        run_tiles(executor, plan.tiles, job, req.model, ledger, resources=resources, retries=ex.retries, skip=skip,
                   progress=progress, cancelled=cancelled)
     finally:
         if own:

@@ -82,9 +82,9 @@ def test_planetary_computer_signed_run_equals_local_and_writes_no_token(sample_c
     for path in run.folder.rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), f"{path.name} holds the signing token"
-    assert json.loads((run.folder / "request.json").read_text())["parameters"]["sign"] == "loopback"
+    assert run.request.imagery.sign == "loopback"
     # without the signer the server refuses every read: each tile fails with the plain URL and the reason
-    assert not unsigned.ok and unsigned.tiles["failed"] == unsigned.tiles["total"]
+    assert not unsigned.ok and unsigned.tiles.failed == unsigned.tiles.total
     assert all("403" in t["error"] and "http://127.0.0.1" in t["error"] for t in unsigned.failed_tiles)
 
 
@@ -132,7 +132,7 @@ def test_a_stalled_server_times_out_per_read_and_the_run_moves_on(sample_catalog
         run = _run(srv.api_url, tmp_path / "slow", collection=COLLECTION, retries=0,
                    progress=lambda p: events.append((time.monotonic() - t0, p.finished)))
         elapsed = time.monotonic() - t0
-    assert run.tiles["done"] >= 3 and run.tiles["failed"] >= 1
+    assert run.tiles.done >= 3 and run.tiles.failed >= 1
     assert all(t["col"] >= 1 for t in run.failed_tiles)
     assert all("timed out" in t["error"].lower() or "timeout" in t["error"].lower() for t in run.failed_tiles), \
         [t["error"] for t in run.failed_tiles]

@@ -123,7 +123,7 @@ def test_cli_killed_mid_run_then_resume_computes_only_missing_tiles(geoloom_cli,
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done_before = {json.loads(line)["key"] for line in ledger.read_text().splitlines() if line.strip()}
-    total = ref.tiles["total"]
+    total = ref.tiles.total
     assert 5 <= len(done_before) < total, "the CLI was killed mid-run"
     assert not (out / "run.json").exists()
     resumed = subprocess.run([*geoloom_cli, "run", "--resume", str(out), "--runtime", "in-process", "-q"],
@@ -147,7 +147,7 @@ def test_a_tile_that_always_raises_is_recorded_failed_and_the_rest_published(sam
     failed = run.failed_tiles
     assert failed and all("this tile is cursed" in f["error"] for f in failed)
     assert all(r.attempts == 2 for r in run.ledger.itertuples() if r.state == "failed")
-    assert 0 < run.tiles["failed"] < run.tiles["total"]
+    assert 0 < run.tiles.failed < run.tiles.total
     assert run.path("result.tif").exists() and not run.ok
 
 

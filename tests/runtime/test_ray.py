@@ -35,7 +35,7 @@ def test_ray_run_equals_in_process_run(sample_catalog, reference, tmp_path):
 
     run = detect("sample-bay", model="fdi", catalog=sample_catalog, out=tmp_path / "ray", runtime="ray", tile_size=128, workers=2)
     assert not ray.is_initialized(), "the local Ray started for the run is shut down after it"
-    assert run.tiles["failed"] == 0 and run.tiles["missing"] == 0
+    assert run.tiles.failed == 0 and run.tiles.missing == 0
     assert run.manifest["properties"]["geoloom:timings"]["cluster"]["engine"] == "ray"
     same_outputs(reference, run.folder)
 

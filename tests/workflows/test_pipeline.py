@@ -153,7 +153,7 @@ def test_python_snippet_api_returns_lazy_dataset_and_ledger(sample_catalog, tmp_
 def test_objects_cut_by_tile_borders_are_merged_into_one_row(sample_catalog, tmp_path):
     small = detect("sample-bay", model="fdi", catalog=sample_catalog, out=tmp_path / "t32", runtime="in-process", tile_size=32)
     whole = detect("sample-bay", model="fdi", catalog=sample_catalog, out=tmp_path / "t512", runtime="in-process", tile_size=512)
-    assert small.tiles["total"] > 50 and whole.tiles["total"] == 1
+    assert small.tiles.total > 50 and whole.tiles.total == 1
     a, b = small.detections, whole.detections
     assert len(a) == len(b) > 0
     assert a["area_m2"].sum() == pytest.approx(b["area_m2"].sum(), rel=1e-6)
@@ -194,7 +194,7 @@ def test_resume_clears_what_a_killed_writer_left(sample_catalog, tmp_path):
     (out / "notes.txt").write_text("mine")  # a file of the user's own stays
 
     resumed = detect("sample-bay", model="fdi", catalog=sample_catalog, out=out, runtime="in-process", tile_size=128, resume=True)
-    assert resumed.tiles["done"] == ref.tiles["total"]
+    assert resumed.tiles.done == ref.tiles.total
     records = [json.loads(line) for line in (out / "ledger.jsonl").read_text().splitlines()]
     assert [r["key"] for r in records[len(lines) - 1:]] == [lost], "only the tile whose record was torn is computed again"
     files = {p.relative_to(ref.folder) for p in ref.folder.rglob("*") if p.is_file()}
