@@ -1,75 +1,156 @@
-"""The ``geoloom`` command line: thin commands over the library."""
+"""The ``geoloom`` command line: thin commands over the library.
+
+One group; shared options from :mod:`geoloom.workflows.options`; one error handler for every
+command (a :class:`GeoloomError` is one line and exit 2; a bug is one line too, with its traceback
+at ``-vv``); ``-v``/``-q`` on the group set logging.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
-from geoloom.workflows.options import pick_region, region_options, search_options, user_errors, verbosity
+from geoloom.platform.errors import GeoloomError
+from geoloom.workflows.options import (
+    catalog_option, execution_options, grid_options, imagery_options, max_area_option, pick_region, region_options,
+    scheduler_option,
+)
 
 EXIT_PARTIAL = 3
+EXIT_USER_ERROR = 2
+EXIT_BUG = 1
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class GeoloomGroup(click.Group):
+    """A click group whose commands share one error handler."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GeoloomError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:
+            if _verbosity(ctx) >= 2:
+                raise
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            click.echo(f"Error: unexpected {type(exc).__name__}: {first} (run with -vv for the traceback; "
+                       "this is a bug, please report it)", err=True)
+            ctx.exit(EXIT_BUG)
+
+    def group(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("cls", GeoloomGroup)
+        return super().group(*args, **kwargs)
+
+
+def _verbosity(ctx: click.Context) -> int:
+    root = ctx.find_root()
+    return int((root.obj or {}).get("verbosity", 0))
+
+
+@click.group(cls=GeoloomGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More detail (-v info, -vv debug and tracebacks of bugs).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and the result.")
 @click.version_option(package_name="geoloom")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """geoloom: pick a region and a model; geoloom finds the imagery, tiles it, runs the model and stitches the maps."""
+    _set_logging(-1 if quiet else verbose)
+    ctx.obj = {"verbosity": -1 if quiet else verbose}
+
+
+def _set_logging(verbosity: int) -> None:
+    """-q: geoloom's errors only; default: its warnings; -v: its progress notes; -vv: every library's debug log."""
+    level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+    logging.getLogger("geoloom").setLevel(level)
+    if verbosity >= 1:
+        logging.basicConfig(level=logging.DEBUG if verbosity >= 2 else logging.WARNING,
+                            format="%(levelname)s %(name)s: %(message)s")
+
+
+def _quiet(ctx: click.Context) -> bool:
+    return _verbosity(ctx) < 0
 
 
 @cli.command()
 @region_options
-@search_options
+@imagery_options
 @click.option("--model", default="marine-debris", show_default=True, help="Model name (geoloom models) or a model folder.")
-@click.option("--out", type=click.Path(file_okay=False), default=None, help="Folder for the run's files.")
 @click.option("--threshold", type=float, default=None, help="Detection threshold (default: the model card's).")
-@click.option("--tile-size", type=int, default=None, help="Tile core size in pixels (default: the model card's).")
-@click.option("--resolution", type=float, default=None, help="Output resolution in metres (default: the model's).")
-@click.option("--crs", default=None, help="Output CRS (default: the region's UTM zone).")
-@click.option("--runtime", type=click.Choice(["dask", "in-process", "ray"]), default="dask", show_default=True)
-@click.option("--scheduler", "--address", "scheduler", default=None, metavar="ADDRESS",
-              help="An existing cluster: a Dask scheduler tcp://HOST:PORT (or DASK_SCHEDULER_ADDRESS), "
-                   "or with --runtime ray a Ray address (auto, HOST:PORT, or RAY_ADDRESS).")
-@click.option("--workers", type=click.IntRange(1, 256), default=None, help="Workers of the embedded local cluster (default: cores).")
-@click.option("--retries", type=click.IntRange(0, 20), default=2, show_default=True, help="Retries of a failing tile.")
+@grid_options
+@execution_options
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Folder for the run's files.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), default=None, metavar="DIR", help="Finish an interrupted run in DIR.")
 @click.option("--overwrite", is_flag=True, help="Replace the run already in --out.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (tiles, pixels, bytes, scenes, estimate) and read no pixels.")
-@click.option("--max-area", type=float, default=50_000, show_default=True, help="Largest region accepted, km2.")
-@verbosity
-@user_errors
-def run(bbox, geojson, preset, place, catalog, collection, query, sign, start, end, max_cloud, model, out, threshold, tile_size, resolution, crs,
-        runtime, scheduler, workers, retries, resume_dir, overwrite, dry_run, max_area, verbose, quiet) -> None:
+@max_area_option
+@click.pass_context
+def run(ctx: click.Context, bbox, geojson, preset, place, resume_dir, overwrite, dry_run, runtime, cluster, workers,
+        retries, out, max_area_km2, **options: Any) -> None:
     """Run a model over a region and publish maps and tables into --out."""
+    from geoloom.workflows.request import Execution, build_request, request_from_folder
     from geoloom.workflows.runs import prepare
-    from geoloom.workflows.requests import request_from_folder, request_from_options
 
+    execution = Execution(runtime=runtime, cluster=cluster, workers=workers, retries=retries)
     if resume_dir:
-        req = request_from_folder(resume_dir)
+        req = request_from_folder(resume_dir).replace(execution=execution)
     else:
-        region = pick_region(bbox, geojson, preset, place, max_area_km2=max_area)
+        region = pick_region(bbox, geojson, preset, place, max_area_km2=max_area_km2)
         if out is None and not dry_run:
             raise click.UsageError("give --out DIR, a folder for the run's files")
-        req = request_from_options(region, model=model, threshold=threshold, catalog=catalog, out=out or ".",
-                                   start=start, end=end, max_cloud=max_cloud, tile_size=tile_size,
-                                   resolution=resolution, crs=crs, retries=retries, collection=collection,
-                                   query=list(query) or None, sign=sign)
+        options["query"] = list(options["query"]) or None
+        req = build_request(region, out=out or ".", runtime=runtime, cluster=cluster, workers=workers, retries=retries,
+                            max_area_km2=None, **options)
     prepared = prepare(req)
     summary = prepared.summary()
     if dry_run:
         click.echo(json.dumps(summary, indent=2))
         return
+    folder = _execute_with_bar(prepared, resume=bool(resume_dir), overwrite=overwrite, quiet=_quiet(ctx))
+    _report(folder, quiet=_quiet(ctx))
+
+
+def _execute_with_bar(prepared: Any, *, resume: bool, overwrite: bool, quiet: bool) -> Path:
+    """Execute with a progress bar on stderr (off when not a terminal)."""
+    from tqdm import tqdm
+
+    from geoloom.workflows.runs import execute
+
+    summary = prepared.summary()
     matched = f" ({prepared.matched} item(s) matched)" if prepared.matched is not None else ""
     headline = (f"{summary['tiles']} tiles, {summary['pixels'] / 1e6:.1f} Mpx, {len(summary['scenes'])} scene(s){matched}, "
-                f"model {summary['model']} -> {req.out}")
-    folder = _execute_with_bar(prepared, runtime=runtime, scheduler=scheduler, workers=workers,
-                               resume=bool(resume_dir), overwrite=overwrite, quiet=quiet, headline=headline)
+                f"model {summary['model']} -> {prepared.request.out}")
+    bar = tqdm(total=len(prepared.plan.tiles), unit="tile", disable=True if quiet else None, file=sys.stderr)
+
+    def progress(p: Any) -> None:
+        bar.n = p.finished
+        bar.set_postfix(failed=p.failed, refresh=False)
+        bar.refresh()
+
+    def on_cluster(info: Any) -> None:  # called once the output folder and the cluster are known to be usable
+        if not quiet:
+            click.echo(headline, err=True)
+            dashboard = f" (dashboard {info.dashboard})" if info.dashboard else ""
+            click.echo(f"cluster: {info.describe()}{dashboard}", err=True)
+
+    try:
+        return execute(prepared, resume=resume, overwrite=overwrite, progress=progress, on_cluster=on_cluster)
+    finally:
+        bar.close()
+
+
+def _report(folder: Path, *, quiet: bool) -> None:
+    """Print the folder (stdout), what it holds and the failed tiles (stderr); exit 3 if some failed."""
     from geoloom.workflows.api import Run
 
     result = Run(folder)
-    tiles = result.tiles
     click.echo(str(folder))
     if not quiet:
         for name in ("result.tif", "detections.geojson", "detections.parquet", "quicklook.png", "run.json"):
@@ -77,39 +158,13 @@ def run(bbox, geojson, preset, place, catalog, collection, query, sign, start, e
                 click.echo(f"  {name}", err=True)
         if (folder / "detections.parquet").exists():
             click.echo(f"  {len(result.detections)} detection(s)", err=True)
-    if tiles["failed"] or tiles["missing"]:
+    tiles = result.tiles
+    if tiles.failed or tiles.missing:
         for t in result.failed_tiles:
             click.echo(f"failed tile {t['key']}: {t['error']}", err=True)
-        click.echo(f"{tiles['failed']} of {tiles['total']} tiles failed; the rest is published. "
+        click.echo(f"{tiles.failed} of {tiles.total} tiles failed; the rest is published. "
                    f"Fix the cause and run: geoloom run --resume {folder}", err=True)
         sys.exit(EXIT_PARTIAL)
-
-
-def _execute_with_bar(prepared, *, runtime, scheduler, workers, resume, overwrite, quiet, headline) -> Path:
-    from tqdm import tqdm
-
-    from geoloom.workflows.runs import execute
-
-    bar = tqdm(total=len(prepared.plan.tiles), unit="tile", disable=True if quiet else None, file=sys.stderr)
-
-    def progress(p) -> None:
-        bar.n = p.finished
-        bar.set_postfix(failed=p.failed, refresh=False)
-        bar.refresh()
-
-    def on_cluster(info) -> None:  # called once the output folder and the cluster are known to be usable
-        if not quiet:
-            click.echo(headline, err=True)
-            msg = f"cluster: {info.describe()}"
-            if info.dashboard:
-                msg += f" (dashboard {info.dashboard})"
-            click.echo(msg, err=True)
-
-    try:
-        return execute(prepared, runtime=runtime, scheduler=scheduler, workers=workers, resume=resume,
-                       overwrite=overwrite, progress=progress, on_cluster=on_cluster)
-    finally:
-        bar.close()
 
 
 @cli.command("sample-data")
@@ -118,7 +173,6 @@ def _execute_with_bar(prepared, *, runtime, scheduler, workers, resume, overwrit
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--size", type=click.Choice(["small", "tile"]), default="small", show_default=True)
 @click.option("--if-missing", is_flag=True, help="Keep a sample catalog that is already there.")
-@user_errors
 def sample_data(out, seed, size, if_missing) -> None:
     """Generate the sample Sentinel-2-like catalog (deterministic for a seed)."""
     from tqdm import tqdm
@@ -143,17 +197,16 @@ def sample_data(out, seed, size, if_missing) -> None:
 
 @cli.group()
 def catalog() -> None:
-    """Index your own GeoTIFFs as a STAC catalog, and search catalogs."""
+    """Index your own imagery as a STAC catalog, and search catalogs."""
 
 
 @catalog.command("search")
 @region_options
-@search_options
-@user_errors
+@imagery_options
 def catalog_search(bbox, geojson, preset, place, catalog, collection, query, sign, start, end, max_cloud) -> None:
     """Print the scenes that match a region, dates, cloud limit and filters."""
     from geoloom.platform.catalog import search_scenes
-    from geoloom.workflows.runs import default_catalog
+    from geoloom.workflows.request import default_catalog
 
     region = pick_region(bbox, geojson, preset, place, max_area_km2=None)
     scenes = search_scenes(catalog or default_catalog(), region, start=start, end=end, max_cloud=max_cloud,
@@ -166,7 +219,6 @@ def catalog_search(bbox, geojson, preset, place, catalog, collection, query, sig
 
 @catalog.command("collections")
 @click.argument("url")
-@user_errors
 def catalog_collections(url) -> None:
     """List the collections of a STAC API (id and title)."""
     from geoloom.platform.stac_api import list_collections
@@ -176,21 +228,20 @@ def catalog_collections(url) -> None:
 
 
 @catalog.command("index")
-@click.argument("folder", type=click.Path(file_okay=False))
+@click.argument("path", type=click.Path())
 @click.option("--out", type=click.Path(dir_okay=True), required=True, help="Folder for the new catalog.json.")
-@user_errors
-def catalog_index(folder, out) -> None:
-    """Make a STAC catalog from a folder of GeoTIFFs (one item per scene, an asset per band)."""
+def catalog_index(path, out) -> None:
+    """Make a STAC catalog from imagery: a folder of GeoTIFFs or band files, Sentinel-2 SAFE folders or
+    zips (one item per scene or granule, an asset per band)."""
     from geoloom.platform.catalog_index import index_folder
 
-    path = index_folder(folder, out)
-    click.echo(str(path))
+    click.echo(str(index_folder(path, out)))
 
 
 @cli.group(invoke_without_command=True)
 @click.pass_context
 def models(ctx) -> None:
-    """List models, show a card."""
+    """List models; show, train and evaluate them."""
     if ctx.invoked_subcommand is None:
         from geoloom.platform.models.registry import list_cards
 
@@ -200,7 +251,6 @@ def models(ctx) -> None:
 
 @models.command("show")
 @click.argument("name")
-@user_errors
 def models_show(name) -> None:
     """Print a model's card."""
     from geoloom.platform.models.registry import card_text, get_card
@@ -208,35 +258,66 @@ def models_show(name) -> None:
     click.echo(card_text(get_card(name)))
 
 
+def _stage_progress(stage: str, done: int, total: int) -> None:
+    click.echo(f"\r{stage}: {done}/{total}", err=True, nl=done >= total)
+
+
 @models.command("train")
 @click.argument("name", type=click.Choice(["marine-debris"]))
 @click.option("--out", type=click.Path(file_okay=False), default="marine-debris-model", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--epochs", type=click.IntRange(1, 200), default=6, show_default=True)
-@click.option("--install", is_flag=True, help="Also make it your marine-debris (kept in the per-user models folder; the shipped model stays).")
-@user_errors
+@click.option("--install", is_flag=True,
+              help="Also make it your marine-debris (kept in the per-user models folder; the shipped model stays).")
 def models_train(name, out, seed, epochs, install) -> None:
     """Train a model on generated scenes (deterministic for a seed)."""
-    from geoloom.workflows.training import train_marine_debris
+    from geoloom.platform.models.training import train_marine_debris
 
-    def progress(stage: str, done: int, total: int) -> None:
-        click.echo(f"\r{stage}: {done}/{total}", err=True, nl=done >= total)
+    click.echo(str(train_marine_debris(out, seed=seed, epochs=epochs, progress=_stage_progress, install=install)))
 
-    click.echo(str(train_marine_debris(out, seed=seed, epochs=epochs, progress=progress, install=install)))
+
+@models.command("install")
+@click.argument("folder", type=click.Path(file_okay=False, exists=True))
+def models_install(folder) -> None:
+    """Make a model trained with 'geoloom models train' your marine-debris (per-user models folder)."""
+    from geoloom.platform.models.training import install_marine_debris
+
+    click.echo(str(install_marine_debris(folder)))
 
 
 @models.command("eval")
 @click.argument("name")
 @click.option("--catalog", "catalogs", multiple=True, metavar="PATH", help="Catalog(s) with label rasters (default: the sample catalog).")
 @click.option("--threshold", type=float, default=None, help="Detection threshold (default: the card's).")
-@user_errors
 def models_eval(name, catalogs, threshold) -> None:
     """Pixel precision, recall, F1, IoU and object recall of a model against label rasters."""
-    from geoloom.workflows.runs import default_catalog
-    from geoloom.workflows.training import evaluate
+    from geoloom.platform.models.training import evaluate
+    from geoloom.workflows.api import detect
+    from geoloom.workflows.request import default_catalog
 
-    result = evaluate(name, list(catalogs) or [str(default_catalog())], threshold=threshold)
+    result = evaluate(name, list(catalogs) or [str(default_catalog())], threshold=threshold, run_detect=detect,
+                      progress=_stage_progress)
     click.echo(json.dumps(result, indent=2, default=str))
+
+
+@models.command("heldout")
+@click.option("--catalog", "catalogs", multiple=True, metavar="PATH",
+              help="Held-out catalog(s) (default: the generated catalogs of the evaluation seeds).")
+@click.option("--model", "names", multiple=True, help="Model(s) to score (default: marine-debris and fdi).")
+@click.option("--card-file", type=click.Path(dir_okay=False), default=None,
+              help="Card data to write the scores into (default: your installed marine-debris).")
+@click.option("--workdir", type=click.Path(file_okay=False), default=None, help="Keep the catalogs and runs here.")
+@click.option("--runtime", type=click.Choice(["dask", "in-process"]), default="in-process", show_default=True)
+@click.option("--workers", type=click.IntRange(1, 256), default=None, help="Workers of the embedded local cluster.")
+def models_heldout(catalogs, names, card_file, workdir, runtime, workers) -> None:
+    """Score models side by side on held-out catalogs and record the scores in the card data."""
+    from geoloom.platform.models.training import heldout_report
+    from geoloom.workflows.api import detect
+
+    report = heldout_report(list(catalogs) or None, models=tuple(names) or ("marine-debris", "fdi"), workdir=workdir,
+                            card_file=card_file, runtime=runtime, workers=workers, run_detect=detect,
+                            progress=_stage_progress)
+    click.echo(json.dumps(report, indent=2, default=str))
 
 
 @cli.command()
@@ -249,31 +330,32 @@ def regions() -> None:
 
 
 @cli.command()
-@click.option("--catalog", default=None, metavar="PATH", help="STAC catalog (default: the sample catalog).")
-@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="An existing Dask scheduler.")
+@catalog_option
+@scheduler_option
 @click.option("--runs", type=click.Path(file_okay=False), default="runs", show_default=True, help="Folder for runs and their history.")
 @click.option("--port", type=int, default=8501, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for all).")
-def ui(catalog, scheduler, runs, port, host) -> None:
+def ui(catalog, cluster, runs, port, host) -> None:
     """Start the web UI (Streamlit) on the embedded defaults."""
     import os
     import subprocess
-
     from importlib.util import find_spec
 
     env = dict(os.environ, GEOLOOM_RUNS=str(Path(runs).resolve()))
     if catalog:
         env["GEOLOOM_CATALOG"] = str(Path(catalog).resolve()) if "://" not in catalog else catalog
-    if scheduler:
-        env["GEOLOOM_SCHEDULER"] = scheduler
+    if cluster:
+        env["GEOLOOM_SCHEDULER"] = cluster
     app = Path(find_spec("geoloom.ui").origin).with_name("app.py")  # the script only; workflows never imports ui
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
-           "--server.address", host, "--server.headless", "true", "--server.enableStaticServing", "true", "--browser.gatherUsageStats", "false"]
+           "--server.address", host, "--server.headless", "true", "--server.enableStaticServing", "true",
+           "--browser.gatherUsageStats", "false"]
     click.echo(f"geoloom UI on http://{host}:{port}", err=True)
     raise SystemExit(subprocess.call(cmd, env=env))
 
 
 def main() -> None:
+    """The console script."""
     import warnings
 
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"Warning: {message}\n"

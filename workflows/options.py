@@ -1,30 +1,84 @@
-"""Shared CLI options, defined once and reused by every command (same words as the Python API)."""
+"""Shared CLI options, defined once and reused by every command (same words as the Python API).
+
+Each group of options is one decorator (``region_options``, ``imagery_options``, ``grid_options``,
+``execution_options``); the values reach the command as keyword arguments with the API's names.
+"""
 
 from __future__ import annotations
 
-import functools
+from pathlib import Path
 from typing import Any, Callable
 
 import click
 
-from geoloom.platform.errors import GeoloomError
+from geoloom.platform.region import DEFAULT_MAX_AREA_KM2
+
+Decorator = Callable[[Callable], Callable]
 
 
-def bbox_option(f: Callable) -> Callable:
-    return click.option("--bbox", nargs=4, type=float, default=None, metavar="W S E N",
-                        help="Region as west south east north, in degrees (EPSG:4326).")(f)
+def _stack(*options: Decorator) -> Decorator:
+    """Apply options so that ``--help`` lists them in the order given."""
+    def apply(f: Callable) -> Callable:
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return apply
 
 
-def region_options(f: Callable) -> Callable:
-    """--bbox / --geojson / --preset / --place; exactly one is needed."""
-    f = click.option("--place", default=None, help="A place name from the offline gazetteer (geoloom regions).")(f)
-    f = click.option("--preset", default=None, help="A sample region preset (geoloom regions).")(f)
-    f = click.option("--geojson", default=None, metavar="FILE", help="A GeoJSON file (Polygon, MultiPolygon, Feature, FeatureCollection), or - for stdin.")(f)
-    return bbox_option(f)
+region_options = _stack(
+    click.option("--bbox", nargs=4, type=float, default=None, metavar="W S E N",
+                 help="Region as west south east north, in degrees (EPSG:4326)."),
+    click.option("--geojson", default=None, metavar="FILE",
+                 help="A GeoJSON file (Polygon, MultiPolygon, Feature, FeatureCollection), or - for stdin."),
+    click.option("--preset", default=None, help="A sample region preset (geoloom regions)."),
+    click.option("--place", default=None, help="A place name from the offline gazetteer (geoloom regions)."),
+)
+
+catalog_option = click.option(
+    "--catalog", default=None, metavar="PATH|URL",
+    help="STAC catalog: a static catalog (path or URL of catalog.json) or a STAC API URL "
+         "(https://earth-search.aws.element84.com/v1); default the sample catalog.")
+
+imagery_options = _stack(
+    catalog_option,
+    click.option("--collection", default=None, metavar="NAME",
+                 help="Collection to search (needed with a STAC API, e.g. sentinel-2-l2a)."),
+    click.option("--query", "query", multiple=True, metavar="PROP OP VALUE",
+                 help="Property filter, repeatable: s2:mgrs_tile=31NBG, view:sun_elevation>30."),
+    click.option("--sign", default=None, metavar="NAME",
+                 help="Sign asset URLs at read time: planetary-computer, or module:function."),
+    click.option("--start", default=None, metavar="YYYY-MM-DD", help="First day of imagery."),
+    click.option("--end", default=None, metavar="YYYY-MM-DD", help="Last day of imagery (inclusive)."),
+    click.option("--max-cloud", type=click.FloatRange(0, 100), default=None, help="Skip scenes cloudier than this (percent)."),
+)
+
+grid_options = _stack(
+    click.option("--resolution", type=float, default=None, help="Output resolution in metres (default: the model's)."),
+    click.option("--crs", default=None, help="Output CRS (default: the region's UTM zone)."),
+    click.option("--tile-size", type=int, default=None, help="Tile core size in pixels (default: the model card's)."),
+)
+
+scheduler_option = click.option(
+    "--scheduler", "--address", "cluster", default=None, metavar="ADDRESS",
+    help="An existing cluster: a Dask scheduler tcp://HOST:PORT (or DASK_SCHEDULER_ADDRESS), "
+         "or with --runtime ray a Ray address (auto, HOST:PORT, or RAY_ADDRESS).")
+
+execution_options = _stack(
+    click.option("--runtime", type=click.Choice(["dask", "in-process", "ray"]), default="dask", show_default=True),
+    scheduler_option,
+    click.option("--workers", type=click.IntRange(1, 256), default=None,
+                 help="Workers of the embedded local cluster (default: cores)."),
+    click.option("--retries", type=click.IntRange(0, 20), default=2, show_default=True, help="Retries of a failing tile."),
+)
+
+max_area_option = click.option("--max-area", "max_area_km2", type=float, default=DEFAULT_MAX_AREA_KM2, show_default=True,
+                               help="Largest region accepted, km2.")
 
 
-def pick_region(bbox: tuple | None, geojson: str | None, preset: str | None, place: str | None, *, max_area_km2: float | None) -> Any:
-    """The one region the user gave, validated."""
+def pick_region(bbox: tuple | None, geojson: str | None, preset: str | None, place: str | None, *,
+                max_area_km2: float | None) -> Any:
+    """The one region the user gave (exactly one of the four options), validated by ``as_region``."""
+    from geoloom.platform.errors import RegionError
     from geoloom.platform.region import Region, as_region
 
     given = [(n, v) for n, v in (("--bbox", bbox), ("--geojson", geojson), ("--preset", preset), ("--place", place)) if v]
@@ -34,54 +88,11 @@ def pick_region(bbox: tuple | None, geojson: str | None, preset: str | None, pla
         raise click.UsageError(f"give one region, not {' and '.join(n for n, _ in given)}")
     name, value = given[0]
     if name == "--bbox":
-        region = Region.from_bbox(value)
-    elif name == "--geojson":
-        if value != "-" and not value.lower().endswith((".json", ".geojson")):
-            from pathlib import Path
-
-            if not Path(value).exists():
-                from geoloom.platform.errors import RegionError
-
-                raise RegionError(f"GeoJSON file {value} does not exist; check the path")
-        region = Region.from_geojson(value)
-    elif name == "--preset":
-        region = Region.from_preset(value)
-    else:
-        region = Region.from_place(value)
-    return as_region(region, max_area_km2=max_area_km2)
-
-
-def search_options(f: Callable) -> Callable:
-    f = click.option("--max-cloud", type=click.FloatRange(0, 100), default=None, help="Skip scenes cloudier than this (percent).")(f)
-    f = click.option("--end", default=None, metavar="YYYY-MM-DD", help="Last day of imagery (inclusive).")(f)
-    f = click.option("--start", default=None, metavar="YYYY-MM-DD", help="First day of imagery.")(f)
-    f = click.option("--sign", default=None, metavar="NAME",
-                     help="Sign asset URLs at read time: planetary-computer, or module:function.")(f)
-    f = click.option("--query", "query", multiple=True, metavar="PROP OP VALUE",
-                     help="Property filter, repeatable: s2:mgrs_tile=31NBG, view:sun_elevation>30.")(f)
-    f = click.option("--collection", default=None, metavar="NAME",
-                     help="Collection to search (needed with a STAC API, e.g. sentinel-2-l2a).")(f)
-    f = click.option("--catalog", default=None, metavar="PATH|URL",
-                     help="STAC catalog: a static catalog (path or URL of catalog.json) or a STAC API URL "
-                          "(https://earth-search.aws.element84.com/v1); default the sample catalog.")(f)
-    return f
-
-
-def verbosity(f: Callable) -> Callable:
-    f = click.option("-q", "--quiet", is_flag=True, help="Print only errors and the result folder.")(f)
-    f = click.option("-v", "--verbose", count=True, help="More detail; -vv shows tracebacks of bugs.")(f)
-    return f
-
-
-def user_errors(f: Callable) -> Callable:
-    """Turn a GeoloomError into one line on stderr and exit 2 (no traceback)."""
-
-    @functools.wraps(f)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return f(*args, **kwargs)
-        except GeoloomError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            raise SystemExit(exc.exit_code) from None
-
-    return wrapper
+        return as_region(tuple(value), max_area_km2=max_area_km2)
+    if name == "--geojson":
+        if value != "-" and not Path(value).exists():
+            raise RegionError(f"GeoJSON file {value} does not exist; check the path")
+        return as_region(Region.from_geojson(value), max_area_km2=max_area_km2)
+    if name == "--preset":
+        return as_region(Region.from_preset(value), max_area_km2=max_area_km2)
+    return as_region(Region.from_place(value), max_area_km2=max_area_km2)

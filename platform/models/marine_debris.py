@@ -1,6 +1,6 @@
 """Floating marine debris: a compact U-Net over the 12 L2A bands, chained after the cloud and land mask.
 
-The network (:class:`DebrisNet`) is trained by :func:`geoloom.workflows.training.train_marine_debris`
+The network (:class:`DebrisNet`) is trained by :func:`geoloom.platform.models.training.train_marine_debris`
 on generated scenes; the shipped weights are a ``state_dict`` of the inference form (batch norm
 folded into the convolutions), loaded with ``torch.load(weights_only=True)`` after its sha256 is
 checked against the card. The card's numbers (threshold, training details, scores, throughput)

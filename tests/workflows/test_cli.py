@@ -143,3 +143,34 @@ def test_catalog_search_prints_matching_scenes(geoloom_cli, sample_catalog):
     lines = proc.stdout.strip().splitlines()
     assert len(lines) >= 2
     assert {"EPSG:32630", "EPSG:32631"} <= {line.split("\t")[3] for line in lines}
+
+
+def test_every_command_turns_a_user_error_into_one_line(geoloom_cli, tmp_path):
+    assert_user_error(geoloom(geoloom_cli, "models", "show", "no-such-model"), "unknown model")
+    assert_user_error(geoloom(geoloom_cli, "catalog", "index", tmp_path / "missing", "--out", tmp_path / "c"))
+    assert_user_error(geoloom(geoloom_cli, "catalog", "search", "--bbox", "0", "0", "1", "1", "--catalog",
+                              tmp_path / "none.json"))
+
+
+def test_a_bug_is_one_line_and_its_traceback_shows_with_vv(monkeypatch):
+    from click.testing import CliRunner
+
+    from geoloom.platform import region
+    from geoloom.workflows.cli import cli
+
+    def broken() -> list:
+        raise ZeroDivisionError("a bug\nsecond line")
+
+    monkeypatch.setattr(region, "list_places", broken)  # an unexpected failure inside a command
+    plain = CliRunner().invoke(cli, ["regions"])
+    assert plain.exit_code == 1 and "Traceback" not in plain.output
+    assert plain.output.strip().splitlines() == ["Error: unexpected ZeroDivisionError: a bug (run with -vv for the "
+                                                 "traceback; this is a bug, please report it)"]
+    loud = CliRunner().invoke(cli, ["-vv", "regions"])
+    assert isinstance(loud.exception, ZeroDivisionError)
+
+
+def test_models_commands_are_offered(geoloom_cli):
+    for sub in ("train", "eval", "heldout", "install", "show"):
+        proc = geoloom(geoloom_cli, "models", sub, "--help")
+        assert proc.returncode == 0 and "Usage" in proc.stdout, sub
