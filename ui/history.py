@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from geoloom.workflows import GeoloomError, Region
+from geoloom.workflows import GeoloomError, Region, Run, RunRequest, TileCounts, request_from_folder
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,21 +17,21 @@ class RunEntry:
     model: str
     region_name: str
     finished: bool
-    tiles: dict[str, int]
+    tiles: TileCounts | None
     started: str | None
     mtime: float
 
     @property
     def label(self) -> str:
         when = dt.datetime.fromtimestamp(self.mtime).strftime("%Y-%m-%d %H:%M")
-        if not self.finished:
+        if not self.finished or self.tiles is None:
             status = "unfinished"
-        elif self.tiles.get("failed"):
-            status = f"{self.tiles['failed']} tile(s) failed"
-        elif self.tiles.get("missing"):
+        elif self.tiles.failed:
+            status = f"{self.tiles.failed} tile(s) failed"
+        elif self.tiles.missing:
             status = "cancelled"
         else:
-            status = f"{self.tiles.get('done', 0)} tile(s)"
+            status = f"{self.tiles.done} tile(s)"
         return f"{when} · {self.model} · {self.region_name} · {status}"
 
 
@@ -46,35 +44,29 @@ def list_runs(runs_dir: Path, *, limit: int = 200) -> list[RunEntry]:
         req = folder / "request.json"
         if folder.name.startswith(".") or not req.is_file():
             continue
+        run = Run(folder)
         try:
-            request = json.loads(req.read_text())
-            manifest = json.loads((folder / "run.json").read_text()) if (folder / "run.json").is_file() else None
-        except (OSError, ValueError):
-            continue
-        props = (manifest or {}).get("properties", {})
+            request = run.request
+            finished = (folder / "run.json").is_file()
+            tiles, started = (run.tiles, run.timings.get("started")) if finished else (None, None)
+        except (OSError, ValueError, KeyError, GeoloomError):
+            continue  # a foreign or older folder
         entries.append(RunEntry(
-            folder=folder,
-            model=str(request.get("parameters", {}).get("model", "?")),
-            region_name=str(request.get("region", {}).get("properties", {}).get("name", "region")),
-            finished=manifest is not None,
-            tiles=dict(props.get("geoloom:tiles", {})),
-            started=props.get("geoloom:timings", {}).get("started"),
-            mtime=(folder / "run.json").stat().st_mtime if manifest else req.stat().st_mtime,
+            folder=folder, model=request.model.name, region_name=request.region.name, finished=finished, tiles=tiles,
+            started=started, mtime=(folder / "run.json").stat().st_mtime if finished else req.stat().st_mtime,
         ))
     entries.sort(key=lambda e: e.mtime, reverse=True)
     return entries[:limit]
 
 
-def read_request(folder: Path) -> dict[str, Any]:
-    return json.loads((folder / "request.json").read_text())
+def read_request(folder: Path) -> RunRequest:
+    """The request a run folder was started with."""
+    return request_from_folder(folder)
 
 
 def region_of(folder: Path) -> Region | None:
     """The region a run was started with, as it was named."""
     try:
-        feature = read_request(folder)["region"]
-        region = Region.from_geojson(feature)
-        props = feature.get("properties", {})
-        return Region(region.geometry, name=props.get("name", region.name), source=props.get("source", region.source))
+        return read_request(folder).region
     except (OSError, ValueError, KeyError, GeoloomError):
         return None

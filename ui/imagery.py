@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from geoloom.workflows import Region, Run, map_tiles, open_run
+from geoloom.workflows import Imagery, Region, Run, map_tiles, open_run
 
 TRUECOLOUR_BANDS = ("red", "green", "blue")
 LAYER = "truecolour"
@@ -48,15 +48,15 @@ def resolution_for(region: Region, resolution: float) -> float:
     return max(resolution, math.ceil(max(width_m, height_m) / MAX_SIDE_PX))
 
 
-def make_truecolour(region: Region, out: Path, *, catalog: str, resolution: float, start: str | None = None,
-                    end: str | None = None, max_cloud: float | None = None) -> Run:
-    """The composite over ``region`` in ``out`` (reused when it is already there)."""
+def make_truecolour(region: Region, out: Path, *, imagery: Imagery, resolution: float) -> Run:
+    """The composite over ``region`` from the run's ``imagery``, in ``out`` (reused when it is already there)."""
     if (out / "run.json").exists():
         return open_run(out)
     return map_tiles(
         region, truecolour, bands=list(TRUECOLOUR_BANDS), out=out, resolution=resolution_for(region, resolution),
-        name=LAYER, dtype="uint32", catalog=catalog, start=start, end=end, max_cloud=max_cloud,
-        runtime="in-process", retries=0, overwrite=True, max_area_km2=1_000_000,
+        name=LAYER, dtype="uint32", catalog=imagery.catalog, collection=imagery.collection, start=imagery.start,
+        end=imagery.end, max_cloud=imagery.max_cloud, query=imagery.query, sign=imagery.sign,
+        runtime="in-process", retries=0, overwrite=True, max_area_km2=None,
     )
 
 

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from geoloom.workflows import GeoloomError, Progress, Region, detect
+from odc.geo.geobox import GeoBox
+
+from geoloom.workflows import GeoloomError, Imagery, Plan, Progress, Region, RunRequest, run_request
 
 from geoloom.ui import imagery
 
@@ -28,47 +30,28 @@ RUNNING_STATES = ("starting", "running", "finishing")
 
 @dataclass(frozen=True, slots=True)
 class TileGrid:
-    """Enough of a plan to draw its tiles: grid CRS, transform, size, tile size and tile keys."""
+    """What the map needs of a plan to draw its tiles: the output grid, the tile size and the tiles."""
 
-    crs: str
-    transform: tuple[float, ...]
-    shape_yx: tuple[int, int]
+    geobox: GeoBox
     tile_size: int
     tiles: tuple[tuple[str, int, int], ...]  # (key, row, col), in submission order
 
     @classmethod
-    def from_plan(cls, plan: Any) -> TileGrid:
-        return cls(str(plan.crs), tuple(plan.transform)[:6], tuple(plan.shape_yx), int(plan.tile_size),
-                   tuple((t.key, int(t.row), int(t.col)) for t in plan.tiles))
-
-    @classmethod
-    def from_request(cls, request: dict[str, Any]) -> TileGrid:
-        """From a run folder's ``request.json`` (keys are ``tile-<row>-<col>-<token>``)."""
-        plan = request["plan"]
-        tiles = []
-        for key in plan["tiles"]:
-            m = re.match(r"tile-(\d+)-(\d+)-", key)
-            if m:
-                tiles.append((key, int(m.group(1)), int(m.group(2))))
-        return cls(plan["crs"], tuple(plan["transform"])[:6], tuple(plan["shape_yx"]), int(plan["tile_size"]), tuple(tiles))
+    def from_plan(cls, plan: Plan) -> TileGrid:
+        return cls(plan.geobox, int(plan.tile_size), tuple((t.key, int(t.row), int(t.col)) for t in plan.tiles))
 
 
 @dataclass(frozen=True, slots=True)
 class JobSpec:
-    """Everything the worker passes to ``detect``."""
+    """A background run: the request every front door builds, and whether to add a true-colour layer."""
 
-    region: Region
-    model: str
-    out: Path
-    catalog: str
-    start: str | None = None
-    end: str | None = None
-    max_cloud: float | None = None
-    runtime: str = "dask"
-    scheduler: str | None = None
-    workers: int | None = None
+    request: RunRequest
     resolution: float = 10.0
     truecolour: bool = True
+
+    @property
+    def out(self) -> Path:
+        return Path(self.request.out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,19 +155,15 @@ class Job:
     def _work(self) -> None:
         s = self.spec
         try:
-            detect(
-                s.region, model=s.model, out=s.out, catalog=s.catalog, start=s.start, end=s.end, max_cloud=s.max_cloud,
-                runtime=s.runtime, cluster=s.scheduler, workers=s.workers, progress=self._on_progress,
-                cancelled=self._cancel.is_set,
-            )
+            run_request(s.request, progress=self._on_progress, cancelled=self._cancel.is_set)
             if self._cancel.is_set():
                 self._set(state="cancelled", phase="cancelled; the tiles finished so far are saved")
                 return
             if s.truecolour:
                 self._set(state="finishing", phase="rendering the imagery's true colour")
                 try:
-                    imagery.make_truecolour(s.region, s.out / "truecolour", catalog=s.catalog, resolution=s.resolution,
-                                            start=s.start, end=s.end, max_cloud=s.max_cloud)
+                    im = s.request.imagery
+                    imagery.make_truecolour(s.request.region, s.out / "truecolour", imagery=im, resolution=s.resolution)
                 except GeoloomError as exc:
                     with self._lock:
                         self._notes.append(f"no true-colour layer: {exc}")
@@ -242,7 +221,7 @@ class Preview:
 
         def work() -> None:
             try:
-                imagery.make_truecolour(region, self.folder, catalog=catalog, resolution=resolution)
+                imagery.make_truecolour(region, self.folder, imagery=Imagery(catalog=catalog), resolution=resolution)
                 self.state = "ready"
             except GeoloomError as exc:
                 self.state, self.error = "unavailable", str(exc)

@@ -16,7 +16,6 @@ from typing import Any
 import folium
 import folium.plugins
 import numpy as np
-from affine import Affine
 from branca.element import Element, MacroElement
 from jinja2 import Template
 from pyproj import Transformer
@@ -229,9 +228,9 @@ def tiles_layer(grid: TileGrid, states: dict[str, str], errors: dict[str, str]) 
 def tile_features(grid: TileGrid, states: dict[str, str], errors: dict[str, str] | None = None) -> dict[str, Any]:
     """The tiles' cores as lon/lat polygons with their state (pending / running / done / failed)."""
     errors = errors or {}
-    to_lonlat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
-    t = Affine(*grid.transform[:6])
-    h, w = grid.shape_yx
+    to_lonlat = Transformer.from_crs(grid.geobox.crs.to_wkt(), "EPSG:4326", always_xy=True)
+    t = grid.geobox.transform
+    h, w = grid.geobox.shape.yx
     ts = grid.tile_size
     features = []
     for key, row, col in grid.tiles:

@@ -31,7 +31,6 @@ from geoloom.ui.resources import (
     log,
     map_assets,
     prepared_run,
-    region_to_json,
     scheduler_info,
     ss,
     stamp,
@@ -67,7 +66,7 @@ def init_state(cfg: Settings) -> None:
         running = job_registry().running()
         if running:
             ss.job_id = running[-1].id
-            ss.region = running[-1].spec.region
+            ss.region = running[-1].spec.request.region
 
 
 def set_region(region: gw.Region) -> None:
@@ -194,8 +193,8 @@ def plan_panel(cfg: Settings, card: Any) -> Any:
     if card is None:
         return None
     try:
-        prep = prepared_run(region_to_json(region), card.name, cfg.catalog, _iso(ss.get("start")), _iso(ss.get("end")),
-                            _cloud(), catalog_stamp(cfg.catalog))
+        request = form_request(cfg, card, region)
+        prep = prepared_run(json.dumps(request.to_dict(), sort_keys=True), catalog_stamp(cfg.catalog))
     except GeoloomError as exc:
         st.error(str(exc))
         return None
@@ -213,6 +212,29 @@ def plan_panel(cfg: Settings, card: Any) -> Any:
     st.caption(f"{len(s['scenes'])} scene(s){' from ' + ', '.join(dates) if dates else ''} · grid {s['crs']} at "
                f"{s['resolution_m']:g} m · tile {s['tile_size']} px · bands {', '.join(s['bands'])}")
     return prep
+
+
+def form_request(cfg: Settings, card: Any, region: gw.Region) -> gw.RunRequest:
+    """The run the form describes, built as every front door builds it (the folder comes at Run)."""
+    return gw.build_request(
+        region, model=card.name, out=".", threshold=_number("threshold", float, "Threshold"), catalog=cfg.catalog,
+        collection=(ss.get("collection") or "").strip() or None, start=_iso(ss.get("start")), end=_iso(ss.get("end")),
+        max_cloud=_cloud(), query=[q.strip() for q in (ss.get("query") or "").splitlines() if q.strip()] or None,
+        sign=(ss.get("sign") or "").strip() or None, resolution=_number("resolution", float, "Resolution"),
+        crs=(ss.get("crs") or "").strip() or None, tile_size=_number("tile_size", int, "Tile size"),
+        runtime=cfg.runtime, cluster=cfg.scheduler,
+    )
+
+
+def _number(key: str, kind: type, label: str) -> Any:
+    text = str(ss.get(key) or "").strip()
+    if not text:
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        raise gw.PlanError(f"{label} {text!r} is not a {'whole ' if kind is int else ''}number; "
+                           "correct it in More options, or leave it empty for the default") from None
 
 
 def _iso(value: Any) -> str | None:
@@ -243,11 +265,9 @@ def start_run(cfg: Settings, prep: Any) -> None:
         region = ss.region
         out = jobs.unique_folder(cfg.runs, jobs.run_folder_name(prep.card.name, region))
         workers = int(ss.get("workers")) if cfg.runtime == "dask" and not cfg.scheduler and ss.get("workers") else None
-        spec = jobs.JobSpec(
-            region=region, model=prep.card.name, out=out, catalog=cfg.catalog, start=_iso(ss.get("start")),
-            end=_iso(ss.get("end")), max_cloud=_cloud(), runtime=cfg.runtime, scheduler=cfg.scheduler, workers=workers,
-            resolution=float(prep.plan.resolution), truecolour=cfg.truecolour,
-        )
+        request = prep.request.replace(out=str(out), execution=gw.Execution(runtime=cfg.runtime, cluster=cfg.scheduler,
+                                                                            workers=workers))
+        spec = jobs.JobSpec(request, resolution=float(prep.plan.resolution), truecolour=cfg.truecolour)
         job = job_registry().start(spec, jobs.TileGrid.from_plan(prep.plan))
     except OSError as exc:
         ss.run_error = f"cannot start the run: the runs folder {cfg.runs} is not writable ({exc.strerror or exc})"
@@ -269,12 +289,13 @@ def progress_text(snap: jobs.JobSnapshot) -> str:
 
 
 def slots_for(snap: jobs.JobSnapshot) -> int:
-    if snap.spec.runtime in ("in-process", "local", "inprocess"):
+    ex = snap.spec.request.execution
+    if ex.runtime in ("in-process", "local", "inprocess"):
         return 1
-    if snap.spec.scheduler:
-        info = scheduler_info(snap.spec.scheduler)
+    if ex.cluster:
+        info = scheduler_info(ex.cluster)
         return max(1, int(info.get("threads", 1)))
-    return max(1, snap.spec.workers or os.cpu_count() or 1)
+    return max(1, ex.workers or os.cpu_count() or 1)
 
 
 @st.fragment(run_every=POLL_S)
@@ -300,7 +321,7 @@ def job_sig(snap: jobs.JobSnapshot) -> tuple[Any, ...]:
 
 def live_content(cfg: Settings, snap: jobs.JobSnapshot) -> map_view.MapContent:
     content = base_content(cfg)
-    content.region = snap.spec.region
+    content.region = snap.spec.request.region
     content.grid = snap.grid
     content.tile_states = snap.states_with_running(slots_for(snap))
     content.tile_errors = snap.tile_errors

@@ -14,21 +14,18 @@ from typing import Any
 
 import shapely.geometry
 
-from geoloom.workflows import Region, RegionError, as_region, list_places
+from geoloom.workflows import DEFAULT_MAX_AREA_KM2, Region, RegionError, as_region, list_places
 
 #: Largest GeoJSON upload accepted, in bytes.
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024
 
-#: Largest region the UI runs, in km² (the library's own default limit).
-MAX_AREA_KM2 = 50_000.0
 
-
-def checked(region: Region, *, max_area_km2: float = MAX_AREA_KM2) -> Region:
+def checked(region: Region, *, max_area_km2: float = DEFAULT_MAX_AREA_KM2) -> Region:
     """The region if it is within the size limit (RegionError otherwise)."""
     return as_region(region, max_area_km2=max_area_km2)
 
 
-def from_drawing(feature: dict[str, Any] | None, *, max_area_km2: float = MAX_AREA_KM2) -> Region:
+def from_drawing(feature: dict[str, Any] | None, *, max_area_km2: float = DEFAULT_MAX_AREA_KM2) -> Region:
     """A region from the GeoJSON Feature that Leaflet.draw returns (rectangle or polygon)."""
     geometry = (feature or {}).get("geometry") if isinstance(feature, dict) else None
     if not isinstance(geometry, dict) or geometry.get("type") not in ("Polygon", "MultiPolygon"):
@@ -41,7 +38,7 @@ def from_drawing(feature: dict[str, Any] | None, *, max_area_km2: float = MAX_AR
     return checked(Region.from_geometry(geom, name="drawn area", source="drawn"), max_area_km2=max_area_km2)
 
 
-def from_preset(name: str, *, max_area_km2: float = MAX_AREA_KM2) -> Region:
+def from_preset(name: str, *, max_area_km2: float = DEFAULT_MAX_AREA_KM2) -> Region:
     return checked(Region.from_preset(name), max_area_km2=max_area_km2)
 
 
@@ -63,7 +60,7 @@ def place_label(place: dict[str, Any]) -> str:
     return f"{place['name']} ({extra})" if extra else place["name"]
 
 
-def from_place(name: str, *, max_area_km2: float = MAX_AREA_KM2) -> Region:
+def from_place(name: str, *, max_area_km2: float = DEFAULT_MAX_AREA_KM2) -> Region:
     return checked(Region.from_place(name), max_area_km2=max_area_km2)
 
 
@@ -82,11 +79,11 @@ def parse_bbox(text: str) -> tuple[float, float, float, float]:
     return values  # type: ignore[return-value]
 
 
-def from_bbox_text(text: str, *, max_area_km2: float = MAX_AREA_KM2) -> Region:
+def from_bbox_text(text: str, *, max_area_km2: float = DEFAULT_MAX_AREA_KM2) -> Region:
     return checked(Region.from_bbox(parse_bbox(text), name="bbox"), max_area_km2=max_area_km2)
 
 
-def from_upload(filename: str, data: bytes, *, max_area_km2: float = MAX_AREA_KM2) -> Region:
+def from_upload(filename: str, data: bytes, *, max_area_km2: float = DEFAULT_MAX_AREA_KM2) -> Region:
     """A region from an uploaded GeoJSON file (size-limited, UTF-8, a GeoJSON object)."""
     if len(data) > MAX_UPLOAD_BYTES:
         raise RegionError(

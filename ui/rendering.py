@@ -94,9 +94,9 @@ def render_layer(folder: str | Path, layer: str) -> LayerImage:
     run = Run(Path(folder))
     ds = run.dataset
     da = ds[layer]
-    props = run.manifest["properties"]
-    src_crs = CRS.from_user_input(props["proj:code"])
-    transform = Affine(*props["proj:transform"][:6])
+    geobox = run.geobox
+    src_crs = CRS.from_user_input(geobox.crs.to_wkt())
+    transform = geobox.transform
     h, w = da.shape
     step = max(1, math.ceil(max(h, w) / MAX_PX))
     values = np.asarray(da[::step, ::step].values)

@@ -14,7 +14,7 @@ import streamlit as st
 
 import geoloom.workflows as gw
 
-from geoloom.ui import assets, imagery, jobs, regions, rendering
+from geoloom.ui import assets, imagery, jobs, rendering
 
 log = logging.getLogger("geoloom.ui")
 
@@ -74,12 +74,9 @@ def model_cards() -> list[Any]:
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
-def prepared_run(region_json: str, model: str, catalog: str, start: str | None, end: str | None,
-                 max_cloud: float | None, catalog_stamp: float) -> Any:
-    """The dry-run plan (nothing read); errors are not cached and show again on the next run."""
-    region = region_from_json(region_json)
-    return gw.plan_run(region, model=model, catalog=catalog, start=start, end=end, max_cloud=max_cloud,
-                       max_area_km2=regions.MAX_AREA_KM2)
+def prepared_run(request_json: str, catalog_stamp: float) -> Any:
+    """The dry-run plan of the form's request (nothing read); errors are not cached and show again."""
+    return gw.plan_request(gw.RunRequest.from_dict(json.loads(request_json)))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -167,17 +164,6 @@ def map_assets() -> assets.MapAssets:
     fetch_missing_assets()
     return assets.map_assets(static_serving=bool(st.get_option("server.enableStaticServing")),
                              base_path=str(st.get_option("server.baseUrlPath") or ""))
-
-
-def region_to_json(region: gw.Region) -> str:
-    return json.dumps(region.to_geojson(), sort_keys=True)
-
-
-def region_from_json(text: str) -> gw.Region:
-    feature = json.loads(text)
-    region = gw.Region.from_geojson(feature)
-    props = feature.get("properties", {})
-    return gw.Region(region.geometry, name=props.get("name", region.name), source=props.get("source", region.source))
 
 
 def stamp(path: Path) -> float:

@@ -12,7 +12,7 @@ import streamlit as st
 import geoloom.workflows as gw
 from geoloom.workflows import GeoloomError
 
-from geoloom.ui import history, imagery, jobs, map_view, rendering
+from geoloom.ui import imagery, jobs, map_view, rendering
 from geoloom.ui.resources import (
     MAX_MAP_DETECTIONS,
     detections_of,
@@ -99,8 +99,7 @@ def fill_results(content: map_view.MapContent, opened: Opened) -> None:
         content.detections = opened.detections
         legends.append(rendering.Legend("Detections", "classes", entries=((map_view.DETECTION_COLOUR, "detected object"),)))
     try:
-        request = history.read_request(folder)
-        grid = jobs.TileGrid.from_request(request)
+        grid = jobs.TileGrid.from_plan(opened.run.plan)
         ledger = opened.run.ledger
         if ss.get("show_tiles", True) and len(ledger):
             states = dict(zip(ledger["key"], ledger["state"], strict=True))
@@ -122,26 +121,22 @@ def fill_results(content: map_view.MapContent, opened: Opened) -> None:
 
 def results_section(opened: Opened) -> None:
     run = opened.run
-    m = run.manifest
-    p = m["properties"]
-    tiles = p.get("geoloom:tiles", {})
-    timings = p.get("geoloom:timings", {})
+    tiles, timings, request, card = run.tiles, run.timings, run.request, run.card
     cluster = timings.get("cluster", {})
-    region = p.get("geoloom:region", {})
-    model = p.get("geoloom:model", {})
-    st.subheader(f"Result: {model.get('title') or model.get('name', '')} over {region.get('name', 'the region')}")
+    st.subheader(f"Result: {card.title or card.name} over {request.region.name}")
     secs = sum((timings.get("seconds") or {}).values())
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Detections", f"{len(opened.table):,}")
-    c2.metric("Tiles done", f"{tiles.get('done', 0)} / {tiles.get('total', 0)}")
-    c3.metric("Failed tiles", f"{tiles.get('failed', 0)}")
+    c2.metric("Tiles done", f"{tiles.done} / {tiles.total}")
+    c3.metric("Failed tiles", f"{tiles.failed}")
     c4.metric("Time", fmt_seconds(secs))
     engine = cluster.get("engine", "?")
+    scenes = ", ".join(s.id for s in run.plan.scenes)
     st.caption(f"Ran on {engine}{' at ' + cluster['address'] if cluster.get('address') else ''}: "
                f"{cluster.get('workers', '?')} worker(s), {cluster.get('gpus', 0)} GPU(s) · scenes: "
-               f"{', '.join(s.get('id', '') for s in p.get('geoloom:scenes', []))} · folder `{run.folder}`")
-    if tiles.get("missing"):
-        st.info(f"{tiles['missing']} tile(s) were not computed (the run was cancelled or interrupted); "
+               f"{scenes} · folder `{run.folder}`")
+    if tiles.missing:
+        st.info(f"{tiles.missing} tile(s) were not computed (the run was cancelled or interrupted); "
                 f"resume it with `geoloom run --resume {run.folder}`.")
     failed = run.failed_tiles
     if failed:

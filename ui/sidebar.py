@@ -39,6 +39,7 @@ def sidebar(cfg: Settings, running: bool) -> Any:
         st.slider("Cloud limit (%)", 0, 100, key="cloud", disabled=running,
                   help="Scenes with more cloud cover than this are not used.")
         st.caption(f"Catalog: `{cfg.catalog}`")
+        advanced_options(card, running)
 
         st.header("Compute")
         compute_panel(cfg, card, running)
@@ -46,6 +47,24 @@ def sidebar(cfg: Settings, running: bool) -> Any:
         st.header("Run history")
         history_panel(cfg, running)
     return card
+
+
+def advanced_options(card: Any, running: bool) -> None:
+    """The rest of what ``geoloom run`` can set: collection, filters, signing, threshold and the grid."""
+    with st.expander("More options (collection, filters, threshold, grid)"):
+        st.text_input("Collection", key="collection", disabled=running,
+                      help="Needed with a STAC API, e.g. sentinel-2-l2a.")
+        st.text_area("Filters, one per line", key="query", disabled=running, height=68,
+                     help="Item properties, as PROP OP VALUE: s2:mgrs_tile=31NBG, view:sun_elevation>30.")
+        st.text_input("Sign asset URLs", key="sign", disabled=running,
+                      help="planetary-computer, or module:function.")
+        default = f"{card.threshold:g}" if card is not None and card.threshold is not None else "the card's"
+        st.text_input("Threshold", key="threshold", disabled=running, placeholder=default,
+                      help="Detection threshold between 0 and 1 (empty: the model card's).")
+        c1, c2, c3 = st.columns(3)
+        c1.text_input("Resolution (m)", key="resolution", disabled=running, placeholder="model's")
+        c2.text_input("Tile size (px)", key="tile_size", disabled=running, placeholder="model's")
+        c3.text_input("CRS", key="crs", disabled=running, placeholder="UTM zone")
 
 
 def model_card(card: Any) -> None:
@@ -128,15 +147,22 @@ def open_from_history() -> None:
         ss.region = region
         ss.region_error = None
     try:
-        params = history.read_request(folder).get("parameters", {})
-    except (OSError, ValueError):
-        params = {}
-    names = {c.name for c in model_cards()}
-    if params.get("model") in names:
-        ss.model = params["model"]
-    ss.start = _date(params.get("start"))
-    ss.end = _date(params.get("end"))
-    ss.cloud = int(params["max_cloud"]) if params.get("max_cloud") is not None else 100
+        request = history.read_request(folder)
+    except (OSError, ValueError, KeyError, gw.GeoloomError):
+        request = None
+    if request is not None:
+        if request.model.name in {c.name for c in model_cards()}:
+            ss.model = request.model.name
+        im, grid = request.imagery, request.grid
+        ss.start, ss.end = _date(im.start), _date(im.end)
+        ss.cloud = int(im.max_cloud) if im.max_cloud is not None else 100
+        ss.collection, ss.sign = im.collection or "", im.sign or ""
+        ss.query = "\n".join(im.query_expressions())
+        threshold = request.model.params.get("threshold")
+        ss.threshold = "" if threshold is None else f"{threshold:g}"
+        ss.resolution = "" if grid.resolution is None else f"{grid.resolution:g}"
+        ss.tile_size = "" if grid.tile_size is None else str(grid.tile_size)
+        ss.crs = grid.crs or ""
     ss.view_folder = str(folder)
     ss.job_id = None
     ss.run_error = None

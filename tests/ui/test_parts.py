@@ -13,7 +13,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from geoloom.ui import assets, jobs, map_view, rendering
-from geoloom.workflows import Region, open_run
+from geoloom.workflows import Imagery, Region, build_request, open_run
 
 APP = Path(__file__).resolve().parents[2] / "ui" / "app.py"
 BAY_BBOX = (-0.054, 5.618, -0.027, 5.645)
@@ -119,18 +119,15 @@ def test_fetch_refuses_a_tarball_with_another_checksum(tmp_path, monkeypatch):
 # -- background jobs --------------------------------------------------------------------------
 
 
-def spec_for(tmp_path: Path, catalog: Path, **kw) -> jobs.JobSpec:
-    region = Region.from_bbox(BAY_BBOX)
-    values = dict(region=region, model="fdi", out=tmp_path / "run", catalog=str(catalog), runtime="in-process",
-                  truecolour=False)
-    values.update(kw)
-    return jobs.JobSpec(**values)
+def spec_for(tmp_path: Path, catalog: Path | str) -> jobs.JobSpec:
+    request = build_request(BAY_BBOX, model="fdi", out=tmp_path / "run", catalog=catalog, runtime="in-process")
+    return jobs.JobSpec(request, truecolour=False)
 
 
 def grid_for(spec: jobs.JobSpec) -> jobs.TileGrid:
-    from geoloom.workflows import plan_run
+    from geoloom.workflows import plan_request
 
-    return jobs.TileGrid.from_plan(plan_run(spec.region, model=spec.model, catalog=spec.catalog).plan)
+    return jobs.TileGrid.from_plan(plan_request(spec.request).plan)
 
 
 def test_cancelled_job_keeps_what_it_has(tmp_path, ui_catalog):
@@ -141,15 +138,14 @@ def test_cancelled_job_keeps_what_it_has(tmp_path, ui_catalog):
     assert job.wait(120)
     snap = job.snapshot()
     assert snap.state == "cancelled" and not snap.running
-    assert open_run(spec.out).tiles["missing"] == snap.total
+    assert open_run(spec.out).tiles.missing == snap.total
 
 
 def test_failed_job_says_why_in_one_line(tmp_path, ui_catalog):
     spec = spec_for(tmp_path, ui_catalog)
     grid = grid_for(spec)
     registry = jobs.JobRegistry()
-    job = registry.start(jobs.JobSpec(**{**{f: getattr(spec, f) for f in spec.__dataclass_fields__},
-                                         "catalog": str(tmp_path / "no-such-catalog.json")}), grid)
+    job = registry.start(spec_for(tmp_path, tmp_path / "no-such-catalog.json"), grid)
     assert job.wait(60)
     snap = job.snapshot()
     assert snap.state == "failed"
@@ -163,7 +159,7 @@ def test_unexpected_error_is_logged_not_shown(tmp_path, ui_catalog, monkeypatch,
     def broken(*args, **kwargs):
         raise ZeroDivisionError("division by zero\nsecond line")
 
-    monkeypatch.setattr(jobs, "detect", broken)
+    monkeypatch.setattr(jobs, "run_request", broken)
     job = jobs.Job(spec, grid_for(spec))
     job.thread.start()
     assert job.wait(30)
@@ -175,9 +171,12 @@ def test_unexpected_error_is_logged_not_shown(tmp_path, ui_catalog, monkeypatch,
 
 
 def test_running_tiles_follow_submission_order():
-    grid = jobs.TileGrid("EPSG:32630", (10.0, 0, 0, 0, -10.0, 0), (100, 300), 100,
+    from affine import Affine
+    from odc.geo.geobox import GeoBox
+
+    grid = jobs.TileGrid(GeoBox((100, 300), Affine(10.0, 0, 0, 0, -10.0, 0), "EPSG:32630"), 100,
                          (("a", 0, 0), ("b", 0, 1), ("c", 0, 2)))
-    spec = jobs.JobSpec(region=Region.from_bbox(BAY_BBOX), model="fdi", out=Path("x"), catalog="c")
+    spec = jobs.JobSpec(build_request(BAY_BBOX, model="fdi", out="x", catalog="c"))
     snap = jobs.JobSnapshot("id", spec, grid, "running", "", 3, 1, 0, None, 0.0, {"a": "done"}, {}, None, (), False)
     assert snap.states_with_running(1) == {"a": "done", "b": "running"}
     fc = map_view.tile_features(grid, snap.states_with_running(1))
@@ -206,7 +205,7 @@ def finished_run(tmp_path_factory, ui_catalog):
     out = tmp_path_factory.mktemp("ui-run") / "run"
     region = Region.from_bbox(BAY_BBOX)
     run = detect(region, model="fdi", out=out, catalog=str(ui_catalog), runtime="in-process")
-    imagery.make_truecolour(region, out / "truecolour", catalog=str(ui_catalog), resolution=10)
+    imagery.make_truecolour(region, out / "truecolour", imagery=Imagery(str(ui_catalog)), resolution=10)
     return run
 
 
