@@ -10,7 +10,6 @@ stays flat even for a full 10980 x 10980 tile.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import queue
@@ -36,6 +35,7 @@ from shapely.geometry import Polygon, mapping
 from geoloom.platform.bands import REFLECTANCE_BANDS, S2_BANDS, SCL_CLASSES, band_info
 from geoloom.platform.classes import LABEL_CLASSES, LABEL_NODATA
 from geoloom.platform.errors import GeoloomError, OutputError
+from geoloom.platform.outputs import check_catalog_folder, items_extent, write_catalog
 from geoloom.platform.scenes import (
     PIXEL_M, Clouds, Coast, Plume, Stroke, World, block_all, block_mean, debris_cluster, mix_bands, quantize,
     render_window, river, sargassum_group, ship, strokes_to_pixels, synthesize_scene,
@@ -537,13 +537,7 @@ class _Cancelled(Exception):
 
 def _prepare_output(out: Path) -> Path:
     """Check and prepare the output folder; return a fresh folder for intermediate files."""
-    if (out / "catalog.json").exists():
-        try:
-            existing = json.loads((out / "catalog.json").read_text()).get("id")
-        except (OSError, ValueError):
-            existing = None
-        if existing != CATALOG_ID:
-            raise OutputError(f"{out} already holds another STAC catalog; pick an empty folder with --out.")
+    check_catalog_folder(out, CATALOG_ID)
     try:
         out.mkdir(parents=True, exist_ok=True)
         if (out / COLLECTION_ID).exists():
@@ -559,14 +553,11 @@ def _prepare_output(out: Path) -> Path:
 
 def _write_catalog(out: Path, items: list[pystac.Item]) -> None:
     """Save the root catalog, its one collection and the items, with relative links only."""
-    b = np.array([i.bbox for i in items])
-    bbox = [float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())]
     collection = pystac.Collection(
         COLLECTION_ID,
         "Generated Sentinel-2 L2A-like scenes of the coast at Accra/Tema, Ghana, with per-pixel class labels "
         "(marine debris, Sargassum, ships, foam, turbid water, clouds, land). Synthetic data, not real imagery.",
-        pystac.Extent(pystac.SpatialExtent([bbox]),
-                      pystac.TemporalExtent([[min(i.datetime for i in items), max(i.datetime for i in items)]])),
+        items_extent(items),
         title="geoloom sample Sentinel-2 L2A scenes (generated)", license="CC0-1.0",
         keywords=["sentinel-2", "synthetic", "marine debris", "sample data"],
         summaries=pystac.Summaries({"platform": sorted({i.properties["platform"] for i in items}),
@@ -577,6 +568,4 @@ def _write_catalog(out: Path, items: list[pystac.Item]) -> None:
     catalog = pystac.Catalog(CATALOG_ID, "geoloom sample data: generated Sentinel-2 L2A-like scenes.",
                              title="geoloom sample data")
     catalog.add_child(collection)
-    catalog.normalize_hrefs(str(out))
-    catalog.make_all_asset_hrefs_relative()
-    catalog.save(pystac.CatalogType.SELF_CONTAINED)
+    write_catalog(out, catalog)
