@@ -16,6 +16,7 @@ from shapely.geometry.base import BaseGeometry
 from geoloom.platform.bands import CATEGORICAL_BANDS, band_info, canonical_band
 from geoloom.platform.errors import CatalogError, DateError, NoImageryError
 from geoloom.platform.region import Region
+from geoloom.platform.sensors import S2_QUANTIFICATION, s2_offset_dn, s2_scale_offset
 from geoloom.platform.stac_api import collection_exists, is_api_url, matches_query, parse_query, search_api
 
 NON_IMAGERY_ROLES = frozenset({"labels", "thumbnail", "overview", "metadata", "visual"})
@@ -146,25 +147,16 @@ def _band_names(key: str, asset: pystac.Asset) -> list[str]:
     return [canonical_band(key)]
 
 
-#: Sentinel-2 processing baseline from which L2A reflectance carries a -1000 DN offset.
-BOA_OFFSET_BASELINE = (4, 0)
-
-
 def boa_offset(properties: dict[str, Any]) -> float:
-    """The reflectance offset of a Sentinel-2 L2A item that does not declare one in ``raster:bands``.
+    """The reflectance offset of a Sentinel-2 item that does not declare one in ``raster:bands``.
 
-    From processing baseline 04.00 (January 2022) L2A pixels carry ``BOA_ADD_OFFSET`` = -1000 DN:
-    reflectance = DN / 10000 - 0.1. Providers that already removed it say so
-    (``earthsearch:boa_offset_applied``); items without a baseline get no offset.
+    From processing baseline 04.00 (January 2022) pixels carry an add-offset of -1000 DN
+    (:func:`geoloom.platform.sensors.s2_offset_dn`): reflectance = DN / 10000 - 0.1. Providers that
+    already removed it say so (``earthsearch:boa_offset_applied``); items without a baseline get none.
     """
-    baseline = properties.get("s2:processing_baseline")
-    if not baseline or properties.get("earthsearch:boa_offset_applied") is True:
+    if properties.get("earthsearch:boa_offset_applied") is True:
         return 0.0
-    try:
-        major, minor = (int(x) for x in str(baseline).split(".")[:2])
-    except ValueError:
-        return 0.0
-    return -0.1 if (major, minor) >= BOA_OFFSET_BASELINE else 0.0
+    return s2_scale_offset(s2_offset_dn(properties.get("s2:processing_baseline")))[1]
 
 
 def _asset_rank(asset: pystac.Asset, n_bands: int) -> tuple[int, int]:
@@ -247,7 +239,7 @@ def _nodata(value: Any) -> float | None:
 def _default_scale(raster_band: dict[str, Any]) -> float:
     """Reflectance scale where the item does not declare one: integers are DN x 10000."""
     dtype = str(raster_band.get("data_type", "uint16"))
-    return 1.0 if dtype.startswith("float") else 1e-4
+    return 1.0 if dtype.startswith("float") else 1.0 / S2_QUANTIFICATION
 
 
 class SceneList(list):

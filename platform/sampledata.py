@@ -36,6 +36,7 @@ from geoloom.platform.bands import REFLECTANCE_BANDS, S2_BANDS, SCL_CLASSES, ban
 from geoloom.platform.classes import LABEL_CLASSES, LABEL_NODATA
 from geoloom.platform.errors import GeoloomError, OutputError
 from geoloom.platform.outputs import check_catalog_folder, items_extent, write_catalog
+from geoloom.platform.sensors import S2_QUANTIFICATION, SCL_CLOUD
 from geoloom.platform.scenes import (
     PIXEL_M, Clouds, Coast, Plume, Stroke, World, block_all, block_mean, debris_cluster, mix_bands, quantize,
     render_window, river, sargassum_group, ship, strokes_to_pixels, synthesize_scene,
@@ -414,7 +415,7 @@ def _item(spec: SceneSpec, item_dir: Path, scl_counts: dict[int, int], seed: int
     acq = ACQUISITIONS[spec.acquisition]
     poly = _footprint(spec)
     valid = sum(n for c, n in scl_counts.items() if c != 0)
-    cloudy = sum(n for c, n in scl_counts.items() if c in (8, 9, 10))
+    cloudy = sum(n for c, n in scl_counts.items() if c in SCL_CLOUD)
     code = f"EPSG:{spec.frame.epsg}"
     props = {
         "platform": acq.platform, "constellation": "sentinel-2", "instruments": ["msi"],
@@ -446,7 +447,7 @@ def _item(spec: SceneSpec, item_dir: Path, scl_counts: dict[int, int], seed: int
             title, roles = f"{b.description} ({b.s2_id}) - {res}m", ["data", "reflectance"]
             extra["eo:bands"] = [{"name": key, "common_name": b.common_name,
                                   "description": f"{b.description} ({b.s2_id})", "center_wavelength": b.center_um}]
-            extra["raster:bands"][0].update({"scale": 0.0001, "offset": 0.0, "unit": "reflectance"})
+            extra["raster:bands"][0].update({"scale": 1 / S2_QUANTIFICATION, "offset": 0.0, "unit": "reflectance"})
         item.add_asset(key, pystac.Asset(str(item_dir / f"{key}.tif"), title=title, media_type=pystac.MediaType.COG,
                                          roles=roles, extra_fields=extra))
     return item

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from geoloom.platform.bands import REFLECTANCE_BANDS, band_info
+from geoloom.platform.bands import REFLECTANCE_BANDS
 from geoloom.platform.classes import (
     CLOUD, CLOUD_SHADOW, DEBRIS, FOAM, LAND, SARGASSUM, SHIP, TURBID, WATER,
 )
@@ -28,6 +28,7 @@ from geoloom.platform.scene_world import (
     PIXEL_M, Clouds, Coast, Frame, PatchFrame, Plume, Stroke, World, debris_cluster, fbm, random_world, river,
     sargassum_group, ship, smoothstep, value_noise,
 )
+from geoloom.platform.sensors import REFLECTANCE_BY_RESOLUTION, S2_QUANTIFICATION
 from geoloom.platform.spectra import ENDMEMBER_NAMES, NOISE_SIGMA, SHADOW_ATTENUATION, endmember_matrix
 
 __all__ = [
@@ -258,7 +259,7 @@ def quantize(reflectance: np.ndarray, bands: tuple[str, ...], rng: np.random.Gen
     v = rng.standard_normal(reflectance.shape, dtype=np.float32)
     v *= sigma
     v += reflectance
-    v *= np.float32(10000.0)
+    v *= np.float32(S2_QUANTIFICATION)
     np.rint(v, out=v)
     np.clip(v, 1.0, 65535.0, out=v)
     dn = v.astype(np.uint16)
@@ -289,13 +290,12 @@ def render_patch(seed: int, shape_yx: tuple[int, int] = (512, 512), *, debris: b
     world = random_world(seed, (frame.x0, frame.y0 - hp * PIXEL_M, frame.x0 + wp * PIXEL_M, frame.y0), debris=debris)
     r = render_window(world, frame, strokes_to_pixels(world.strokes, frame), 0, hp, 0, wp)
     bands: dict[str, np.ndarray] = {}
-    for res in (10, 20, 60):
-        names = tuple(b for b in REFLECTANCE_BANDS if band_info(b).resolution_m == res)
+    for res, names in REFLECTANCE_BY_RESOLUTION.items():
         k = res // 10
         dn = quantize(mix_bands(r.abundances, names, k), names, rng, None)
         for name, arr in zip(names, dn, strict=True):
             full = np.repeat(np.repeat(arr, k, axis=0), k, axis=1) if k > 1 else arr
-            bands[name] = (full[:h, :w].astype(np.float32) / np.float32(10000.0))
+            bands[name] = (full[:h, :w].astype(np.float32) / np.float32(S2_QUANTIFICATION))
     crop = Rendered(r.abundances[:, :h, :w], r.labels[:h, :w], r.valid[:h, :w],
                     {k: v[:h, :w] for k, v in r.fractions.items()})
     return {b: bands[b] for b in REFLECTANCE_BANDS}, crop

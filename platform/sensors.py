@@ -78,6 +78,11 @@ S2_BANDS_BY_RESOLUTION: dict[int, tuple[str, ...]] = {
 #: Reflectance bands in the order used by marine-debris models (B1..B12 without B10).
 REFLECTANCE_BANDS: tuple[str, ...] = tuple(b.name for b in S2_BANDS if b.name != "scl")
 
+#: Those reflectance bands grouped by native resolution (metres), in the same order.
+REFLECTANCE_BY_RESOLUTION: dict[int, tuple[str, ...]] = {
+    res: tuple(b.name for b in S2_BANDS if b.name != "scl" and b.resolution_m == res) for res in (10, 20, 60)
+}
+
 #: Bands read with nearest-neighbour resampling (classes, not reflectance).
 CATEGORICAL_BANDS: frozenset[str] = frozenset({"scl", "qa_pixel", "qa"})
 
@@ -162,11 +167,17 @@ SCL_CLASSES: dict[int, str] = {
     11: "snow or ice",
 }
 
-#: SCL codes that make an observation unusable for compositing.
-SCL_UNCLEAR: frozenset[int] = frozenset({0, 1, 3, 8, 9, 10})
+#: SCL codes by meaning.
+SCL_SHADOW: frozenset[int] = frozenset({3})
+SCL_OPAQUE_CLOUD: frozenset[int] = frozenset({8, 9})
+SCL_CIRRUS: frozenset[int] = frozenset({10})
+SCL_LAND: frozenset[int] = frozenset({4, 5})  # vegetation, bare soil and built-up
 
 #: SCL codes counted as cloud (for a cloud cover estimated from the SCL band).
-SCL_CLOUD: frozenset[int] = frozenset({8, 9, 10})
+SCL_CLOUD: frozenset[int] = SCL_OPAQUE_CLOUD | SCL_CIRRUS
+
+#: SCL codes that make an observation unusable for compositing (no data, saturated, shadow, cloud).
+SCL_UNCLEAR: frozenset[int] = frozenset({0, 1}) | SCL_SHADOW | SCL_CLOUD
 
 
 # ---------------------------------------------------------------------------- Landsat

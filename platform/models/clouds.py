@@ -6,6 +6,7 @@ import numpy as np
 import xarray as xr
 
 from geoloom.platform.models.card import ModelCard, OutputSpec
+from geoloom.platform.sensors import SCL_CIRRUS, SCL_OPAQUE_CLOUD, SCL_SHADOW
 
 __all__ = ["CIRRUS", "CLEAR", "CLOUD", "CLOUD_CLASSES", "CLOUD_NODATA", "CloudModel", "SHADOW", "classify_scl"]
 
@@ -14,7 +15,8 @@ CLOUD_NODATA = 255
 CLOUD_CLASSES: dict[int, str] = {CLEAR: "clear", CLOUD: "cloud", SHADOW: "cloud shadow", CIRRUS: "thin cirrus"}
 
 #: SCL code -> cloud class; every other valid SCL code is clear.
-SCL_TO_CLOUD: dict[int, int] = {3: SHADOW, 8: CLOUD, 9: CLOUD, 10: CIRRUS}
+SCL_TO_CLOUD: dict[int, int] = {**dict.fromkeys(SCL_SHADOW, SHADOW), **dict.fromkeys(SCL_OPAQUE_CLOUD, CLOUD),
+                                **dict.fromkeys(SCL_CIRRUS, CIRRUS)}
 
 
 def classify_scl(scl: np.ndarray) -> np.ndarray:

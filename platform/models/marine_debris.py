@@ -27,6 +27,7 @@ from geoloom.platform.models.clouds import CLOUD, CLOUD_NODATA, SHADOW, CloudMod
 from geoloom.platform.models.marine_debris_card import (
     CARD_FILE, DOWNSAMPLE, HALO, MODELS_DIR, NAME, WEIGHTS_FILE, active_files, build_card, read_card_data,
 )
+from geoloom.platform.sensors import SCL_LAND
 
 __all__ = [
     "CARD_FILE", "CHANNELS", "DOWNSAMPLE", "DebrisNet", "HALO", "LAND_SCL", "MarineDebrisModel", "NAME",
@@ -36,7 +37,7 @@ __all__ = [
 #: Feature channels at full, 1/2 and 1/4 resolution.
 CHANNELS: tuple[int, int, int] = (16, 32, 48)
 #: SCL codes of land (vegetation, bare soil and built-up): never debris.
-LAND_SCL: tuple[int, ...] = (4, 5)
+LAND_SCL: tuple[int, ...] = tuple(sorted(SCL_LAND))
 
 
 # --------------------------------------------------------------------------- the network
