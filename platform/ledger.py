@@ -27,12 +27,14 @@ class TileRecord:
     scenes: tuple[str, ...] = ()
 
     def to_json(self) -> str:
+        """The record as one JSON line (sorted keys)."""
         d = asdict(self)
         d["scenes"] = list(self.scenes)
         return json.dumps(d, sort_keys=True)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TileRecord:
+        """A record from a parsed JSON line; unknown fields are ignored."""
         d = dict(d)
         d["scenes"] = tuple(d.get("scenes") or ())
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
@@ -45,6 +47,7 @@ class Ledger:
         self.path = Path(path)
 
     def append(self, record: TileRecord) -> None:
+        """Write one record and fsync it, so a crash loses at most a torn last line."""
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(record.to_json() + "\n")
             f.flush()
@@ -76,9 +79,11 @@ class Ledger:
         return out
 
     def done_keys(self) -> set[str]:
+        """Keys of the tiles whose latest record is done."""
         return {k for k, r in self.records().items() if r.state == "done"}
 
     def counts(self, keys: Iterable[str]) -> dict[str, int]:
+        """How many of ``keys`` are pending, done or failed (no record counts as pending)."""
         recs = self.records()
         counts = {"pending": 0, "done": 0, "failed": 0}
         for k in keys:

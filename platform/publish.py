@@ -101,6 +101,7 @@ def colorize(values: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
 
 
 def display_range(spec: OutputSpec, values: np.ndarray) -> tuple[float, float]:
+    """The value range a quicklook colours: 0-1 for probabilities and masks, else the 2nd-98th percentile."""
     if spec.kind == "probability" or spec.kind == "mask":
         return 0.0, 1.0
     finite = values[np.isfinite(values)]

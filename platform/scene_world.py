@@ -186,12 +186,14 @@ class Clouds:
     clear: tuple[tuple[float, float, float], ...] = ()  # (x, y, radius): spots kept free of cloud
 
     def opacity(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Cloud opacity in [0, 1] at world metres (x, y), thinned around the ``clear`` spots."""
         n = fbm(x, y, self.seed, scale=self.scale_m, octaves=5)
         for cx, cy, r in self.clear:
             n = n - 0.4 * np.exp(-(np.square(x - cx) + np.square(y - cy)) / (r * r))
         return smoothstep(self.threshold, self.threshold + self.softness, n)
 
     def shadow(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Shadow strength at (x, y): the opacity of the cloud offset by the shadow shift."""
         return self.opacity(x + self.shadow_dx_m, y + self.shadow_dy_m)
 
 
@@ -224,9 +226,11 @@ class World:
 class Frame(Protocol):
     """Maps pixel positions (10 m pixels, top-left origin) of one scene to world metres and back."""
 
-    def world_xy(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+    def world_xy(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """World metres (x, y) of pixel positions (rows, cols)."""
 
-    def to_pixel(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+    def to_pixel(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Fractional pixel positions (cols, rows) of world metres (x, y)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,10 +241,12 @@ class PatchFrame:
     y0: float
 
     def world_xy(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """World metres (x, y) of pixel positions (rows, cols)."""
         rows, cols = np.broadcast_arrays(rows, cols)
         return self.x0 + cols * PIXEL_M, self.y0 - rows * PIXEL_M
 
     def to_pixel(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Fractional pixel positions (cols, rows) of world metres (x, y)."""
         return (np.asarray(x) - self.x0) / PIXEL_M, (self.y0 - np.asarray(y)) / PIXEL_M
 
 

@@ -68,6 +68,7 @@ class ProductSource:
 
     @property
     def zipped(self) -> bool:
+        """True when the product is read from inside a zip."""
         return bool(self.members)
 
     @property
@@ -85,6 +86,7 @@ class ProductSource:
         return f"/vsizip/{self.path}/{self.prefix}{rel}" if self.zipped else str(self.path / rel)
 
     def exists(self, rel: str) -> bool:
+        """True if the product has the file ``rel`` (path inside the SAFE folder)."""
         return f"{self.prefix}{rel}" in self.members if self.zipped else (self.path / rel).is_file()
 
     def read(self, rel: str) -> bytes:

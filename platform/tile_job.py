@@ -37,6 +37,7 @@ class TileJob:
 
     @property
     def scene_by_id(self) -> dict[str, Scene]:
+        """The run's scenes by id."""
         return {s.id: s for s in self.scenes}
 
 

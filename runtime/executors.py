@@ -42,6 +42,7 @@ class ClusterInfo:
     resources: dict[str, float] = field(default_factory=dict)
 
     def describe(self) -> str:
+        """One line for logs and the UI: engine, address, workers, threads and GPUs."""
         where = f" at {self.address}" if self.address else ""
         gpu = f", {self.gpus} GPU(s)" if self.gpus else ", no GPU"
         return f"{self.engine}{where}: {self.workers} worker(s), {self.threads} thread(s){gpu}"
@@ -50,7 +51,8 @@ class ClusterInfo:
 class Executor(Protocol):
     """Runs ``fn(item, *args)`` for every item; yields an Outcome per item as each completes."""
 
-    def info(self) -> ClusterInfo: ...
+    def info(self) -> ClusterInfo:
+        """What the engine has to work with."""
 
     def imap_unordered(
         self,
@@ -61,19 +63,23 @@ class Executor(Protocol):
         resources: dict[str, float] | None = None,
         cancelled: Callable[[], bool] = lambda: False,
         affinity: Callable[[Any], float] | None = None,
-    ) -> Iterator[Outcome]: ...
+    ) -> Iterator[Outcome]:
+        """Run ``fn(item, *args)`` for each item and yield Outcomes as they complete; stop when ``cancelled()``."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release what the executor started (client, cluster)."""
 
 
 class InProcessExecutor:
     """Runs every item in this process, one after the other (debugging, tests)."""
 
     def info(self) -> ClusterInfo:
+        """One worker with one thread, and this machine's GPUs."""
         return ClusterInfo(engine="in-process", workers=1, threads=1, gpus=_local_gpus())
 
     def imap_unordered(self, fn, items, *args, key, resources=None, cancelled=lambda: False,
                        affinity=None) -> Iterator[Outcome]:
+        """Run the items one after the other; ``key``, ``resources`` and ``affinity`` are ignored."""
         for item in items:
             if cancelled():
                 return
@@ -83,6 +89,7 @@ class InProcessExecutor:
                 yield Outcome(item, error=exc)
 
     def close(self) -> None:
+        """Nothing to release."""
         pass
 
 
@@ -135,6 +142,7 @@ class DaskExecutor:
                     workers or os.cpu_count() or 1, gpus=_local_gpus(), dashboard=_has_bokeh(), environ=WORKER_ENVIRON)
 
     def info(self) -> ClusterInfo:
+        """Workers, threads, GPUs and resources the scheduler reports now."""
         sched = self.client.scheduler_info()
         workers = sched.get("workers", {})
         resources: dict[str, float] = {}
@@ -206,6 +214,7 @@ class DaskExecutor:
                 ac.update(more)
 
     def close(self) -> None:
+        """Close the client and the local cluster if this executor started them."""
         if self._own_client:
             self.client.close()
         if self._own_cluster is not None:

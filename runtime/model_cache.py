@@ -24,6 +24,7 @@ class ModelSpec:
 
     @property
     def cache_key(self) -> str:
+        """Name and parameters as one string, the key of the per-process cache."""
         return self.name + json.dumps(self.params, sort_keys=True, default=str)
 
 
@@ -66,4 +67,5 @@ def _limit_threads() -> None:
 
 
 def loads_in_this_process() -> int:
+    """How many models this process has built (once per model, not once per tile, on a worker)."""
     return LOADS["count"]

@@ -23,10 +23,12 @@ class Progress:
 
     @property
     def finished(self) -> int:
+        """Tiles with an outcome: done, failed or skipped."""
         return self.done + self.failed + self.skipped
 
     @property
     def fraction(self) -> float:
+        """Share of the tiles finished, 1.0 for a run without tiles."""
         return self.finished / self.total if self.total else 1.0
 
 
@@ -43,6 +45,7 @@ class ProgressTracker:
         self.start = time.perf_counter()
 
     def snapshot(self, last: TileRecord | None = None) -> Progress:
+        """Progress now; the ETA extrapolates from the tiles computed in this session."""
         elapsed = time.perf_counter() - self.start
         computed = self.done + self.failed
         left = self.total - computed - self.skipped
@@ -50,6 +53,7 @@ class ProgressTracker:
         return Progress(self.total, self.done + self.skipped, self.failed, self.skipped, elapsed, eta, last)
 
     def update(self, record: TileRecord) -> Progress:
+        """Count a tile's record and send the new progress to the callback."""
         if record.state == "done":
             self.done += 1
         else:
@@ -60,5 +64,6 @@ class ProgressTracker:
         return snap
 
     def start_event(self) -> None:
+        """Send the starting progress (resumed tiles already counted) to the callback."""
         if self.callback:
             self.callback(self.snapshot())

@@ -15,6 +15,7 @@ from geoloom.runtime.model_cache import ModelSpec, load_model
 
 
 def worker_name() -> str:
+    """This worker's address under Dask, else host:pid."""
     try:
         from distributed import get_worker
 
@@ -59,4 +60,5 @@ def describe_error(exc: BaseException) -> str:
 
 
 def record_fields(record: TileRecord) -> dict:
+    """The record's fields as a dict, to copy it with some changed."""
     return {f: getattr(record, f) for f in record.__dataclass_fields__}

@@ -32,10 +32,12 @@ class NpmPackage:
 
     @property
     def spec(self) -> str:
+        """The npm spec, ``name@version``."""
         return f"{self.name}@{self.version}"
 
     @property
     def tarball_url(self) -> str:
+        """Where the npm registry serves this version's tarball."""
         base = self.name.split("/")[-1]
         return f"https://registry.npmjs.org/{self.name}/-/{base}-{self.version}.tgz"
 
@@ -125,6 +127,7 @@ class MapAssets:
 
 
 def static_url(rel: str, base_path: str = "") -> str:
+    """The URL under which the app serves a vendor file (``base_path``: the server's base URL path)."""
     base = "/" + base_path.strip("/") if base_path.strip("/") else ""
     return f"{base}/app/static/vendor/{rel}"
 

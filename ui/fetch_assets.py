@@ -101,6 +101,7 @@ def fetch(*, force: bool = False, use_npm: bool | None = None, quiet: bool = Fal
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command-line entry: fetch the map's files; 2 when a package could not be fetched."""
     parser = argparse.ArgumentParser(prog="python -m geoloom.ui.fetch_assets", description=__doc__.splitlines()[0])
     parser.add_argument("--force", action="store_true", help="fetch again even when the files are present")
     parser.add_argument("--no-npm", action="store_true", help="download the tarballs from the registry without npm")

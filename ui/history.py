@@ -23,6 +23,7 @@ class RunEntry:
 
     @property
     def label(self) -> str:
+        """One line for the history list: when, model, region and how the run ended."""
         when = dt.datetime.fromtimestamp(self.mtime).strftime("%Y-%m-%d %H:%M")
         if not self.finished or self.tiles is None:
             status = "unfinished"

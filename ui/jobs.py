@@ -38,6 +38,7 @@ class TileGrid:
 
     @classmethod
     def from_plan(cls, plan: Plan) -> TileGrid:
+        """The grid, tile size and tiles of a dry-run plan."""
         return cls(plan.geobox, int(plan.tile_size), tuple((t.key, int(t.row), int(t.col)) for t in plan.tiles))
 
 
@@ -51,6 +52,7 @@ class JobSpec:
 
     @property
     def out(self) -> Path:
+        """The run's output folder."""
         return Path(self.request.out)
 
 
@@ -76,10 +78,12 @@ class JobSnapshot:
 
     @property
     def running(self) -> bool:
+        """True while the job has not ended."""
         return self.state in RUNNING_STATES
 
     @property
     def fraction(self) -> float:
+        """Share of the tiles with an outcome (done or failed), 0.0 for a run without tiles."""
         return (self.done + self.failed) / self.total if self.total else 0.0
 
     def states_with_running(self, slots: int) -> dict[str, str]:
@@ -118,9 +122,11 @@ class Job:
     # -- called from the page ------------------------------------------------------------
 
     def cancel(self) -> None:
+        """Ask the run to stop after the tiles in flight; tiles finished so far are kept."""
         self._cancel.set()
 
     def snapshot(self) -> JobSnapshot:
+        """The job's state, progress and tile states, copied under the lock."""
         with self._lock:
             p = self._progress
             return JobSnapshot(
@@ -132,6 +138,7 @@ class Job:
             )
 
     def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the job's thread to end (at most ``timeout`` seconds); True when it has."""
         self.thread.join(timeout)
         return not self.thread.is_alive()
 
@@ -189,6 +196,7 @@ class JobRegistry:
         self._lock = threading.Lock()
 
     def start(self, spec: JobSpec, grid: TileGrid) -> Job:
+        """Register a job for ``spec`` and start its worker thread."""
         job = Job(spec, grid)
         with self._lock:
             self._jobs[job.id] = job
@@ -196,10 +204,12 @@ class JobRegistry:
         return job
 
     def get(self, job_id: str | None) -> Job | None:
+        """The job with this id, or None (also for a None id)."""
         with self._lock:
             return self._jobs.get(job_id) if job_id else None
 
     def running(self) -> list[Job]:
+        """The jobs that have not ended yet."""
         with self._lock:
             return [j for j in self._jobs.values() if j.snapshot().running]
 
@@ -214,6 +224,7 @@ class Preview:
     thread: threading.Thread | None = field(default=None, repr=False)
 
     def start(self, region: Region, catalog: str, resolution: float) -> None:
+        """Render the preview in a background thread, unless the folder already holds one."""
         if (self.folder / "run.json").exists():
             self.state = "ready"
             return
@@ -242,6 +253,7 @@ def run_folder_name(model: str, region: Region, now: dt.datetime | None = None) 
 
 
 def unique_folder(parent: Path, name: str) -> Path:
+    """``parent/name``, or ``name-2``, ``name-3``... if that exists already."""
     path = parent / name
     n = 2
     while path.exists():

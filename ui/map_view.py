@@ -135,6 +135,7 @@ class MapArgs:
 
 
 def build_map(c: MapContent) -> MapArgs:
+    """The folium map of ``c`` and its layer groups, layer control, centre and zoom for ``st_folium``."""
     fit = c.region.bbox_lonlat if c.region is not None else c.extent_lonlat
     m = folium.Map(location=[5.59, 0.0] if fit is None else [(fit[1] + fit[3]) / 2, (fit[0] + fit[2]) / 2],
                    zoom_start=2 if fit is None else 11, tiles=None, control_scale=True)
@@ -212,6 +213,7 @@ def _overlay(img: LayerImage, opacity: float, *, zindex: int = 2) -> folium.rast
 
 
 def tiles_layer(grid: TileGrid, states: dict[str, str], errors: dict[str, str]) -> folium.GeoJson:
+    """The tiles' outlines coloured by state, with each tile's state (and error) as a tooltip."""
     fc = tile_features(grid, states, errors)
 
     def style(feature: dict[str, Any]) -> dict[str, Any]:
@@ -263,6 +265,7 @@ def _ring(x0: float, y0: float, x1: float, y1: float, n: int = 8) -> np.ndarray:
 
 
 def detections_layer(fc: dict[str, Any]) -> folium.GeoJson:
+    """Detections as outlined polygons with a popup of their score, area, date, scene and class."""
     fields = [f for f in ("score", "area", "date", "scene", "class") if f in fc["features"][0]["properties"]]
     aliases = {"score": "Score", "area": "Area", "date": "Date", "scene": "Scene", "class": "Class"}
     return folium.GeoJson(

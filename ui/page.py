@@ -46,6 +46,7 @@ POLL_S = 1.0
 
 
 def init_state(cfg: Settings) -> None:
+    """Set the session's defaults once, and re-attach a reloaded page to a run still going on this server."""
     ss.setdefault("region", None)
     ss.setdefault("region_error", None)
     ss.setdefault("drawing_seen", None)
@@ -70,6 +71,7 @@ def init_state(cfg: Settings) -> None:
 
 
 def set_region(region: gw.Region) -> None:
+    """Make ``region`` the region of the form; closes an opened run and clears the last region error."""
     ss.region = region
     ss.region_error = None
     ss.view_folder = None
@@ -77,6 +79,7 @@ def set_region(region: gw.Region) -> None:
 
 
 def region_failed(source: str, exc: BaseException) -> None:
+    """Keep why the region from ``source`` could not be read, to show beside that input."""
     ss.region_error = (source, str(exc) if isinstance(exc, GeoloomError) else unexpected(exc, f"reading the {source}"))
 
 
@@ -88,11 +91,13 @@ def _try_region(source: str, make) -> None:
 
 
 def use_preset() -> None:
+    """Use the picked preset as the region."""
     if ss.get("preset"):
         _try_region("preset", lambda: regions.from_preset(ss.preset))
 
 
 def use_place() -> None:
+    """Use the picked place (or the typed name) as the region."""
     pick = ss.get("place_pick")
     if pick:
         _try_region("place", lambda: regions.from_place(pick))
@@ -101,6 +106,7 @@ def use_place() -> None:
 
 
 def use_bbox() -> None:
+    """Use the typed bounding box as the region."""
     _try_region("bounding box", lambda: regions.from_bbox_text(ss.get("bbox_text", "")))
 
 
@@ -140,6 +146,7 @@ def take_drawing(value: dict[str, Any] | None) -> bool:
 
 
 def region_panel(running: bool) -> None:
+    """Section 1: the five ways to give a region, and why the last one given could not be used."""
     st.subheader("1 · Region")
     tabs = st.tabs(["Draw", "Preset", "Place", "Bounding box", "GeoJSON file"])
     with tabs[0]:
@@ -247,6 +254,7 @@ def _cloud() -> float | None:
 
 
 def run_panel(cfg: Settings, card: Any, prep: Any, running: bool) -> None:
+    """Section 3: the Run button, disabled while a run goes on or the Dask scheduler is unreachable."""
     st.subheader("3 · Run")
     label = f"Run {card.name}" if card is not None else "Run"
     no_cluster = bool(cfg.scheduler) and cfg.runtime == "dask" and "error" in scheduler_info(cfg.scheduler)
@@ -259,6 +267,7 @@ def run_panel(cfg: Settings, card: Any, prep: Any, running: bool) -> None:
 
 
 def start_run(cfg: Settings, prep: Any) -> None:
+    """Start the planned run in a new folder under the runs folder, as a background job."""
     ss.run_error = None
     try:
         cfg.runs.mkdir(parents=True, exist_ok=True)
@@ -279,6 +288,7 @@ def start_run(cfg: Settings, prep: Any) -> None:
 
 
 def progress_text(snap: jobs.JobSnapshot) -> str:
+    """The progress bar's text: tiles finished and failed, time left, and the phase."""
     parts = [f"{snap.done + snap.failed} of {snap.total} tiles"]
     if snap.failed:
         parts.append(f"{snap.failed} failed")
@@ -289,6 +299,7 @@ def progress_text(snap: jobs.JobSnapshot) -> str:
 
 
 def slots_for(snap: jobs.JobSnapshot) -> int:
+    """How many tiles can run at once, to show that many as running on the map."""
     ex = snap.spec.request.execution
     if ex.runtime in ("in-process", "local", "inprocess"):
         return 1
@@ -316,10 +327,12 @@ def progress_box() -> None:
 
 
 def job_sig(snap: jobs.JobSnapshot) -> tuple[Any, ...]:
+    """What changes when a tile finishes or the job ends, so the page redraws only then."""
     return (snap.id, snap.state, snap.done, snap.failed, snap.cancel_requested)
 
 
 def live_content(cfg: Settings, snap: jobs.JobSnapshot) -> map_view.MapContent:
+    """The map while a run goes on: its region and its tiles coloured by state."""
     content = base_content(cfg)
     content.region = snap.spec.request.region
     content.grid = snap.grid
@@ -330,6 +343,7 @@ def live_content(cfg: Settings, snap: jobs.JobSnapshot) -> map_view.MapContent:
 
 
 def tiles_legend() -> rendering.Legend:
+    """The legend of the tile states' colours."""
     return rendering.Legend("Tiles", "classes", entries=tuple(
         (map_view.TILE_COLOURS[s], map_view.TILE_LABELS[s]) for s in ("pending", "running", "done", "failed")))
 
@@ -367,6 +381,7 @@ def report_job(cfg: Settings) -> None:
 
 
 def base_content(cfg: Settings) -> map_view.MapContent:
+    """What every map shows: the assets, the basemap, the imagery preview when ready and the catalog's extent."""
     content = map_view.MapContent(assets=map_assets(), basemap=cfg.basemap)
     preview = imagery_preview(cfg.catalog, str(cfg.runs)) if cfg.preview else None
     if preview is not None and preview.state == "ready":
@@ -379,6 +394,7 @@ def base_content(cfg: Settings) -> map_view.MapContent:
 
 
 def show_map(content: map_view.MapContent, *, key: str, interactive: bool) -> dict[str, Any] | None:
+    """Draw the map; with ``interactive``, return what was drawn on it."""
     args = map_view.build_map(content)
     return streamlit_folium.st_folium(
         args.fig, key=key, height=map_view.MAP_HEIGHT, use_container_width=True,
@@ -418,6 +434,7 @@ def main_map(cfg: Settings, prep: Any, opened: Any, live: jobs.JobSnapshot | Non
 
 
 def assets_ok(a: assets.MapAssets) -> bool:
+    """True when the map's JavaScript is installed; otherwise say how to fetch it."""
     if a.mode == "missing":
         why = fetch_missing_assets() or "not installed"
         st.error(f"The map's JavaScript files are missing ({why}); run `python -m geoloom.ui.fetch_assets --user` "
@@ -431,6 +448,7 @@ def assets_ok(a: assets.MapAssets) -> bool:
 
 
 def main() -> None:
+    """The whole page, drawn again on every rerun."""
     cfg = Settings.from_env()
     init_state(cfg)
     take_upload()

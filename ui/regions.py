@@ -39,6 +39,7 @@ def from_drawing(feature: dict[str, Any] | None, *, max_area_km2: float = DEFAUL
 
 
 def from_preset(name: str, *, max_area_km2: float = DEFAULT_MAX_AREA_KM2) -> Region:
+    """A preset region, size-checked."""
     return checked(Region.from_preset(name), max_area_km2=max_area_km2)
 
 
@@ -56,11 +57,13 @@ def search_places(query: str, *, limit: int = 20) -> list[dict[str, Any]]:
 
 
 def place_label(place: dict[str, Any]) -> str:
+    """A place's name with its kind and country, for the list of matches."""
     extra = ", ".join(v for v in (place.get("kind"), place.get("country")) if v)
     return f"{place['name']} ({extra})" if extra else place["name"]
 
 
 def from_place(name: str, *, max_area_km2: float = DEFAULT_MAX_AREA_KM2) -> Region:
+    """A gazetteer place (or preset) by name, size-checked."""
     return checked(Region.from_place(name), max_area_km2=max_area_km2)
 
 
@@ -80,6 +83,7 @@ def parse_bbox(text: str) -> tuple[float, float, float, float]:
 
 
 def from_bbox_text(text: str, *, max_area_km2: float = DEFAULT_MAX_AREA_KM2) -> Region:
+    """A region from typed ``"W S E N"`` text, size-checked."""
     return checked(Region.from_bbox(parse_bbox(text), name="bbox"), max_area_km2=max_area_km2)
 
 
@@ -112,6 +116,7 @@ def from_upload(filename: str, data: bytes, *, max_area_km2: float = DEFAULT_MAX
 
 
 def describe(region: Region) -> str:
+    """One line about a region: name, where it came from, area and bbox."""
     w, s, e, n = region.bbox_lonlat
     return f"{region.name} ({region.source}): {region.area_km2:,.1f} km², bbox {w:.4f} {s:.4f} {e:.4f} {n:.4f}"
 

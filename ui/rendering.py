@@ -50,6 +50,7 @@ class Legend:
     entries: tuple[tuple[str, str], ...] = ()  # (colour, label)
 
     def html(self) -> str:
+        """The legend as a small HTML block: a gradient with its range, or a colour swatch per class."""
         if self.kind == "ramp":
             gradient = ", ".join(self.colours)
             return (
@@ -78,6 +79,7 @@ class LayerImage:
 
     @property
     def data_url(self) -> str:
+        """The PNG as a ``data:`` URL."""
         return "data:image/png;base64," + base64.b64encode(self.png).decode()
 
 

@@ -39,6 +39,7 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
+        """Settings from the GEOLOOM_* variables, with the defaults of ``geoloom ui``."""
         env = os.environ
         flag = lambda name, default="1": env.get(name, default).strip().lower() not in ("0", "false", "no", "off")  # noqa: E731
         return cls(
@@ -54,6 +55,7 @@ class Settings:
 
 @st.cache_resource(show_spinner=False)
 def job_registry() -> jobs.JobRegistry:
+    """The one job registry of this server process."""
     return jobs.JobRegistry()
 
 
@@ -70,6 +72,7 @@ def imagery_preview(catalog: str, runs: str) -> jobs.Preview | None:
 
 @st.cache_resource(show_spinner=False)
 def model_cards() -> list[Any]:
+    """The cards of every installed model (read once per server)."""
     return gw.list_cards()
 
 
@@ -81,6 +84,7 @@ def prepared_run(request_json: str, catalog_stamp: float) -> Any:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def layer_image(folder: str, layer: str, stamp: float) -> rendering.LayerImage:
+    """A run's layer as a coloured map image, cached; ``stamp`` (the run's mtime) renews the cache."""
     return rendering.render_layer(folder, layer)
 
 
@@ -129,6 +133,7 @@ def scheduler_info(address: str) -> dict[str, Any]:
 
 @st.cache_resource(show_spinner=False)
 def local_gpus() -> int:
+    """CUDA GPUs on this machine (0 without torch)."""
     try:
         import torch
 
@@ -139,10 +144,12 @@ def local_gpus() -> int:
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def catalog_extent(catalog: str, stamp: float) -> tuple[float, float, float, float] | None:
+    """The catalog's lon/lat extent, cached; ``stamp`` renews the cache when the catalog changes."""
     return imagery.catalog_extent(catalog)
 
 
 def catalog_stamp(catalog: str) -> float:
+    """The catalog file's mtime, as a cache stamp; 0.0 for a URL."""
     return 0.0 if "://" in catalog else stamp(Path(catalog))
 
 
@@ -161,12 +168,14 @@ def fetch_missing_assets() -> str | None:
 
 
 def map_assets() -> assets.MapAssets:
+    """The map's asset URLs for this server, fetching the files first if none are installed."""
     fetch_missing_assets()
     return assets.map_assets(static_serving=bool(st.get_option("server.enableStaticServing")),
                              base_path=str(st.get_option("server.baseUrlPath") or ""))
 
 
 def stamp(path: Path) -> float:
+    """A file's mtime, as a cache stamp; 0.0 when it is missing."""
     try:
         return path.stat().st_mtime
     except OSError:
@@ -174,17 +183,20 @@ def stamp(path: Path) -> float:
 
 
 def unexpected(exc: BaseException, what: str) -> str:
+    """Log the traceback of a bug and return a one-line message for the page."""
     log.exception("%s failed", what)
     first = str(exc).splitlines()[0] if str(exc) else ""
     return f"{what} failed on an unexpected error ({type(exc).__name__}: {first}); the server log has the details"
 
 
 def fmt_seconds(s: float) -> str:
+    """Seconds as ``42 s`` or ``3 min 05 s``."""
     s = max(0, int(round(s)))
     return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
 
 
 def failed_tiles_table(rows: list[dict[str, Any]]) -> None:
+    """A table of failed tiles and why, if there are any."""
     if rows:
         st.markdown("**Failed tiles and why:**")
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")

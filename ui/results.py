@@ -37,6 +37,7 @@ class Opened:
 
 
 def open_view() -> Opened | None:
+    """The run chosen for display, opened with its layers and detections; None if none or it cannot be read."""
     folder = ss.get("view_folder")
     if not folder:
         return None
@@ -54,6 +55,7 @@ def open_view() -> Opened | None:
 
 
 def layer_panel(opened: Opened) -> None:
+    """Pick the result layer and its opacity, and which overlays the map shows."""
     st.subheader("Result layers")
     if ss.get("layer") not in opened.layers:
         ss.layer = opened.layers[0] if opened.layers else None
@@ -68,6 +70,7 @@ def layer_panel(opened: Opened) -> None:
 
 
 def selected_row(opened: Opened) -> pd.Series | None:
+    """The detection selected in the table, or None."""
     sel = ss.get("det_table")
     try:
         rows = list(sel["selection"]["rows"]) if sel else []
@@ -79,6 +82,7 @@ def selected_row(opened: Opened) -> pd.Series | None:
 
 
 def fill_results(content: map_view.MapContent, opened: Opened) -> None:
+    """Add the opened run to the map: chosen layer, true colour, detections, tiles, selection and legends."""
     folder = opened.run.folder
     layer = ss.get("layer") or (opened.layers[0] if opened.layers else None)
     legends = []
@@ -120,6 +124,7 @@ def fill_results(content: map_view.MapContent, opened: Opened) -> None:
 
 
 def results_section(opened: Opened) -> None:
+    """The run's summary, failed tiles, detections table and downloads, below the map."""
     run = opened.run
     tiles, timings, request, card = run.tiles, run.timings, run.request, run.card
     cluster = timings.get("cluster", {})

@@ -17,6 +17,7 @@ from geoloom.ui.resources import Settings, local_gpus, model_cards, scheduler_in
 
 
 def sidebar(cfg: Settings, running: bool) -> Any:
+    """Draw the sidebar; the chosen model's card, or None when no model is installed."""
     cards = model_cards()
     by_name = {c.name: c for c in cards}
     with st.sidebar:
@@ -68,6 +69,7 @@ def advanced_options(card: Any, running: bool) -> None:
 
 
 def model_card(card: Any) -> None:
+    """What a model looks at, gives and runs on, its measured scores and the full card."""
     st.markdown(f"**{card.title}**")
     st.write(card.description)
     outputs = "; ".join(f"{o.name} ({o.kind}{': ' + o.description if o.description else ''})" for o in card.outputs)
@@ -92,6 +94,7 @@ def model_card(card: Any) -> None:
 
 
 def flatten_metrics(metrics: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """Nested metrics as (``outer / inner`` name, formatted value) rows."""
     rows: list[tuple[str, str]] = []
     for k, v in metrics.items():
         name = f"{prefix}{k}"
@@ -105,6 +108,7 @@ def flatten_metrics(metrics: dict[str, Any], prefix: str = "") -> list[tuple[str
 
 
 def compute_panel(cfg: Settings, card: Any, running: bool) -> None:
+    """Where the run will execute, its workers and GPUs, and a warning when the model needs a GPU."""
     if cfg.runtime in ("in-process", "local", "inprocess"):
         st.markdown("Runs **inside the app's process**, one tile at a time (GEOLOOM_RUNTIME=in-process).")
         gpus = 0
@@ -130,6 +134,7 @@ def compute_panel(cfg: Settings, card: Any, running: bool) -> None:
 
 
 def history_panel(cfg: Settings, running: bool) -> None:
+    """Previous runs to pick and open."""
     entries = history.list_runs(cfg.runs)
     if not entries:
         st.caption(f"No runs yet in `{cfg.runs}`.")
@@ -141,6 +146,7 @@ def history_panel(cfg: Settings, running: bool) -> None:
 
 
 def open_from_history() -> None:
+    """Open the picked run and fill the form with the request it was started with."""
     folder = Path(ss.history_pick)
     region = history.region_of(folder)
     if region is not None:

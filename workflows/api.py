@@ -39,6 +39,7 @@ class TileCounts:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TileCounts:
+        """Counts from the manifest's ``geoloom:tiles`` (a missing count reads as 0)."""
         return cls(**{k: int(data.get(k, 0)) for k in ("total", "done", "failed", "missing")})
 
 
@@ -59,6 +60,7 @@ class Run:
 
     @property
     def run_id(self) -> str:
+        """The run's id, from request.json (model name and a hash of plan, parameters and weights)."""
         return str(self._request_file["run_id"])
 
     @cached_property
@@ -106,18 +108,22 @@ class Run:
 
     @property
     def failed_tiles(self) -> list[dict[str, Any]]:
+        """Key, row, col and error of every failed tile, from the ledger."""
         recs = Ledger(self.folder / "ledger.jsonl").records().values()
         return [{"key": r.key, "row": r.row, "col": r.col, "error": r.error} for r in recs if r.state == "failed"]
 
     @property
     def tiles(self) -> TileCounts:
+        """How the run's tiles ended, from the manifest."""
         return TileCounts.from_dict(self.manifest["properties"]["geoloom:tiles"])
 
     @property
     def ok(self) -> bool:
+        """True when no tile failed or is missing."""
         return self.tiles.failed == 0 and self.tiles.missing == 0
 
     def path(self, name: str) -> Path:
+        """A file of the run folder."""
         return self.folder / name
 
     def __repr__(self) -> str:

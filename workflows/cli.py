@@ -30,6 +30,7 @@ class GeoloomGroup(click.Group):
     """A click group whose commands share one error handler."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; a GeoloomError exits with its code, a bug with EXIT_BUG (a traceback at -vv)."""
         try:
             return super().invoke(ctx)
         except GeoloomError as exc:
@@ -46,6 +47,7 @@ class GeoloomGroup(click.Group):
             ctx.exit(EXIT_BUG)
 
     def group(self, *args: Any, **kwargs: Any) -> Any:
+        """A subgroup that shares the same error handler."""
         kwargs.setdefault("cls", GeoloomGroup)
         return super().group(*args, **kwargs)
 

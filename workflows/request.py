@@ -51,6 +51,7 @@ class Imagery:
     sign: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The imagery as a plain dict (for request.json)."""
         return dataclasses.asdict(self)
 
     def query_expressions(self) -> list[str]:
@@ -59,6 +60,7 @@ class Imagery:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Imagery:
+        """Imagery from a dict written by ``to_dict``; unknown keys are ignored."""
         return cls(**_fields(cls, data))
 
 
@@ -71,10 +73,12 @@ class Grid:
     tile_size: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The grid as a plain dict (for request.json)."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Grid:
+        """A grid from a dict written by ``to_dict``; unknown keys are ignored."""
         return cls(**_fields(cls, data))
 
 
@@ -88,10 +92,12 @@ class Execution:
     retries: int = 2
 
     def to_dict(self) -> dict[str, Any]:
+        """The execution settings as a plain dict (for request.json)."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Execution:
+        """Execution settings from a dict written by ``to_dict``; unknown keys are ignored."""
         return cls(**_fields(cls, data))
 
 

@@ -38,6 +38,7 @@ RUN_FILES = ("request.json", "run.json", "ledger.jsonl", "result.zarr", "parts",
 
 
 def code_version() -> str:
+    """The installed geoloom version, recorded in the manifest; ``unknown`` when not installed."""
     try:
         return version("geoloom")
     except PackageNotFoundError:
@@ -55,6 +56,7 @@ class Prepared:
     matched: int | None = None
 
     def summary(self) -> dict[str, Any]:
+        """The plan's summary (tiles, pixels, bytes, scenes, estimate) with the model, catalog and items matched."""
         return self.plan.summary(mpx_per_s=self.card.mpx_per_s) | {
             "model": self.card.name, "catalog": self.request.imagery.catalog, "items_matched": self.matched,
         }
@@ -82,6 +84,7 @@ def prepare(request: RunRequest) -> Prepared:
 
 
 def run_id_for(prepared: Prepared) -> str:
+    """The run's id: model name and a hash of plan, model parameters and weights (a resume must match it)."""
     from geoloom.platform.plan import plan_token
 
     return f"{prepared.card.name}-{plan_token(prepared.plan.token, prepared.request.model.cache_key, prepared.card.sha256)}"
@@ -275,4 +278,5 @@ def publish(prepared: Prepared, out: Path, *, run_id: str, started: dt.datetime,
 
 
 def pystac_cog() -> str:
+    """The media type of a Cloud-Optimized GeoTIFF asset."""
     return "image/tiff; application=geotiff; profile=cloud-optimized"

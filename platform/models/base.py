@@ -17,7 +17,8 @@ class Model(Protocol):
 
     card: ModelCard
 
-    def predict(self, tile: xr.Dataset) -> dict[str, np.ndarray]: ...
+    def predict(self, tile: xr.Dataset) -> dict[str, np.ndarray]:
+        """Output layers by name, each an array on the tile's grid."""
 
 
 def nodata_mask(tile: xr.Dataset, bands: tuple[str, ...]) -> np.ndarray:
@@ -40,6 +41,7 @@ class FunctionModel:
         self.card = card
 
     def predict(self, tile: xr.Dataset) -> dict[str, np.ndarray]:
+        """Call the function and turn what it returns into output layers by name."""
         result = self.fn(tile)
         if isinstance(result, (xr.DataArray, np.ndarray)):
             return {self.card.primary: np.asarray(result)}

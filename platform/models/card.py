@@ -27,6 +27,7 @@ class OutputSpec:
 
     @property
     def fill_value(self) -> float | int:
+        """What fills pixels with no data: ``nodata`` if set, else NaN for floats and 0 otherwise."""
         if self.nodata is not None:
             return self.nodata
         return float("nan") if self.dtype.startswith("float") else 0
@@ -58,12 +59,14 @@ class ModelCard:
     metrics: dict[str, Any] = field(default_factory=dict)
 
     def output(self, name: str) -> OutputSpec:
+        """The output layer called ``name``; ModelError lists the card's outputs if there is none."""
         for o in self.outputs:
             if o.name == name:
                 return o
         raise ModelError(f"model {self.name} has no output {name!r}; it has {', '.join(o.name for o in self.outputs)}")
 
     def to_dict(self) -> dict[str, Any]:
+        """The card as plain lists and dicts, ready for JSON or YAML."""
         d = asdict(self)
         d["bands"] = list(self.bands)
         d["outputs"] = [asdict(o) for o in self.outputs]
@@ -130,6 +133,7 @@ def normalised_bands(card: ModelCard) -> tuple[str, ...]:
 
 
 def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -30,6 +30,7 @@ class TorchScriptModel:
             raise ModelError(f"cannot load TorchScript weights {weights}: {exc}; export the model with torch.jit.save") from None
 
     def predict(self, tile: xr.Dataset) -> dict[str, np.ndarray]:
+        """Run the network on the tile's bands; mask outputs threshold the score layer, NaN where input had no data."""
         import torch
 
         x = np.stack([tile[b].values for b in self.card.bands])[None]

@@ -20,6 +20,7 @@ def fdi(nir: np.ndarray, rededge2: np.ndarray, swir16: np.ndarray) -> np.ndarray
 
 
 def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(a - b) / (a + b) as float32, NaN where it is undefined."""
     with np.errstate(divide="ignore", invalid="ignore"):
         out = (a - b) / (a + b)
     return np.where(np.isfinite(out), out, np.nan).astype(np.float32)
@@ -58,6 +59,7 @@ class FDIModel:
         self.threshold = self.card.threshold if threshold is None else float(threshold)
 
     def predict(self, tile: xr.Dataset) -> dict[str, np.ndarray]:
+        """The FDI layer and a debris mask where FDI reaches the threshold and NDVI stays low."""
         b = {k: tile[k].values for k in self.card.bands}
         index = fdi(b["nir"], b["rededge2"], b["swir16"])
         ndvi = normalized_difference(b["nir"], b["red"])
@@ -77,6 +79,7 @@ class NormalizedDifferenceModel:
         self.threshold = self.card.threshold if threshold is None else float(threshold)
 
     def predict(self, tile: xr.Dataset) -> dict[str, np.ndarray]:
+        """The index layer and a mask where it reaches the threshold."""
         a, b = (tile[k].values for k in self.pair)
         index = normalized_difference(a, b)
         invalid = nodata_mask(tile, self.card.bands) | ~np.isfinite(index)

@@ -79,10 +79,12 @@ def refresh() -> None:
 
 
 def model_names() -> list[str]:
+    """Names of every installed model, sorted."""
     return sorted(_factories())
 
 
 def is_model_folder(value: str | Path) -> bool:
+    """True for a folder that holds a model card (card.yaml, card.yml or card.json)."""
     p = Path(value)
     return p.is_dir() and any((p / n).exists() for n in ("card.yaml", "card.yml", "card.json"))
 

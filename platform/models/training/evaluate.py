@@ -28,16 +28,20 @@ class PipelineRun(Protocol):
     """What evaluation reads of a run written by the pipeline (``geoloom.workflows.Run`` is one)."""
 
     @property
-    def manifest(self) -> dict[str, Any]: ...
+    def manifest(self) -> dict[str, Any]:
+        """The run's STAC Item as a dict."""
 
     @property
-    def dataset(self) -> Any: ...
+    def dataset(self) -> Any:
+        """The result layers (an xarray Dataset)."""
 
     @property
-    def ok(self) -> bool: ...
+    def ok(self) -> bool:
+        """True when every tile was computed and none failed."""
 
     @property
-    def failed_tiles(self) -> list[dict[str, Any]]: ...
+    def failed_tiles(self) -> list[dict[str, Any]]:
+        """Key, row, col and error of every failed tile."""
 
 
 #: Runs a model through the pipeline into a run folder: ``geoloom.workflows.detect``.
