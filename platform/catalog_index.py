@@ -14,15 +14,14 @@ and dated, and the same PATH always gives the same catalog (sorted traversal, no
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pystac
 
 from geoloom.platform.band_files import file_scene_item, group_files
-from geoloom.platform.errors import CatalogError, OutputError, ProductError
+from geoloom.platform.errors import CatalogError, ProductError
+from geoloom.platform.outputs import check_catalog_folder, items_extent, write_catalog
 from geoloom.platform.raster_assets import RASTER_SUFFIXES
 from geoloom.platform.sentinel2_safe import ProductSource, folder_product, product_items, zip_products
 
@@ -128,37 +127,14 @@ def _unique(made: list[tuple[pystac.Item, str]]) -> list[pystac.Item]:
 
 def _check_out(out: Path) -> Path:
     """The folder the catalog goes into; OutputError if it cannot be written or holds another catalog."""
-    folder = out.parent if out.name == "catalog.json" else out
-    folder = folder.resolve()
-    if folder.exists() and not folder.is_dir():
-        raise OutputError(f"--out {folder} is a file; give a folder for the catalog")
-    existing = folder / "catalog.json"
-    if existing.exists():
-        try:
-            other_id = json.loads(existing.read_text()).get("id")
-        except (OSError, ValueError, AttributeError):
-            other_id = None
-        if other_id != INDEX_CATALOG_ID:
-            raise OutputError(
-                f"{folder} already holds another catalog ({existing}); give an empty folder for --out "
-                "or delete that catalog first"
-            )
-    ancestor = folder
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write the catalog into {folder}: {ancestor} is not writable; pick another --out")
-    return folder
+    return check_catalog_folder(out, INDEX_CATALOG_ID)
 
 
 def _write(items: list[pystac.Item], folder: Path, collection_id: str, title: str) -> Path:
-    when = sorted(i.datetime for i in items)
-    boxes = np.array([i.bbox for i in items], dtype=float)
-    bbox = [float(boxes[:, 0].min()), float(boxes[:, 1].min()), float(boxes[:, 2].max()), float(boxes[:, 3].max())]
     collection = pystac.Collection(
         id=collection_id,
         description=f"Imagery of the folder {title}, indexed by geoloom catalog index",
-        extent=pystac.Extent(pystac.SpatialExtent([bbox]), pystac.TemporalExtent([[when[0], when[-1]]])),
+        extent=items_extent(items),
         license="other",
     )
     for item in items:
@@ -169,27 +145,4 @@ def _write(items: list[pystac.Item], folder: Path, collection_id: str, title: st
         title=title,
     )
     catalog.add_child(collection)
-    catalog.normalize_hrefs(str(folder))
-    _relative_hrefs(catalog, items)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        catalog.save(pystac.CatalogType.SELF_CONTAINED)
-    except OSError as exc:
-        raise OutputError(
-            f"cannot write the catalog into {folder}: {exc.strerror or exc}; pick another --out"
-        ) from None
-    return folder / "catalog.json"
-
-
-
-def _relative_hrefs(catalog: pystac.Catalog, items: list[pystac.Item]) -> None:
-    """Local files relative to the items (the catalog moves with the imagery); GDAL paths stay as they are.
-
-    A ``/vsizip/`` href names the zip by its absolute path: made relative it would no longer open.
-    """
-    gdal_paths = {(item.id, key): a.href for item in items for key, a in item.assets.items()
-                  if a.href.startswith("/vsi")}
-    catalog.make_all_asset_hrefs_relative()
-    for item in items:
-        for key, asset in item.assets.items():
-            asset.href = gdal_paths.get((item.id, key), asset.href)
+    return write_catalog(folder, catalog)

@@ -67,9 +67,19 @@ def items_extent(items: Sequence[pystac.Item]) -> pystac.Extent:
 
 
 def write_catalog(folder: Path, catalog: pystac.Catalog) -> Path:
-    """Save a catalog (its collections and items) into ``folder`` as a self-contained static catalog with
-    relative links and asset hrefs; returns the ``catalog.json`` path."""
+    """Save a catalog (its collections and items) into ``folder`` as a self-contained static catalog; returns
+    the ``catalog.json`` path. Local files are linked relative to the items (the catalog moves with the
+    imagery); GDAL paths (``/vsizip/<zip>/...``, which name the zip absolutely) stay as they are."""
     catalog.normalize_hrefs(str(folder))
+    items = list(catalog.get_items(recursive=True))
+    gdal_paths = {(item.id, key): a.href for item in items for key, a in item.assets.items() if a.href.startswith("/vsi")}
     catalog.make_all_asset_hrefs_relative()
-    catalog.save(pystac.CatalogType.SELF_CONTAINED)
+    for item in items:
+        for key, asset in item.assets.items():
+            asset.href = gdal_paths.get((item.id, key), asset.href)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        catalog.save(pystac.CatalogType.SELF_CONTAINED)
+    except OSError as exc:
+        raise OutputError(f"cannot write the catalog into {folder}: {exc.strerror or exc}; pick another --out") from None
     return folder / "catalog.json"
