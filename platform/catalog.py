@@ -49,10 +49,12 @@ class Scene:
 
     @property
     def bands(self) -> frozenset[str]:
+        """The scene's band names."""
         return frozenset(self.assets)
 
     @property
     def time(self) -> dt.datetime:
+        """The acquisition time as a timezone-aware datetime."""
         return dt.datetime.fromisoformat(self.datetime.replace("Z", "+00:00"))
 
     def to_dict(self) -> dict[str, Any]:
@@ -66,6 +68,7 @@ class Scene:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Scene:
+        """The scene :meth:`to_dict` wrote."""
         return cls(
             id=data["id"], datetime=data["datetime"], cloud_cover=data.get("cloud_cover"),
             footprint=shapely.geometry.shape(data["footprint"]),

@@ -42,10 +42,12 @@ class TileTask:
 
     @property
     def read_geobox(self) -> GeoBox:
+        """The grid the tile is read on (core and halo)."""
         return GeoBox(self.read_shape_yx, Affine(*self.read_transform[:6]), self.crs)
 
     @property
     def core_shape_yx(self) -> tuple[int, int]:
+        """Rows and columns of the tile's core."""
         y0, y1, x0, x1 = self.core_yx
         return (y1 - y0, x1 - x0)
 
@@ -67,6 +69,7 @@ class Plan:
 
     @property
     def geobox(self) -> GeoBox:
+        """The output grid."""
         return GeoBox(self.shape_yx, Affine(*self.transform[:6]), self.crs)
 
     @property
@@ -76,6 +79,7 @@ class Plan:
 
     @property
     def scene_by_id(self) -> dict[str, Scene]:
+        """The plan's scenes by id."""
         return {s.id: s for s in self.scenes}
 
     @property
@@ -153,6 +157,7 @@ class Plan:
 
 
 def plan_token(*parts: Any) -> str:
+    """A short stable hash of JSON-able parts (tile keys and run ids)."""
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:10]
 

@@ -82,10 +82,12 @@ def default_sample_dir() -> Path:
 
 
 def lonlat_to_world(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Longitude/latitude to the sample world's metres."""
     return (np.asarray(lon) - LON0) * M_PER_DEG_X, (np.asarray(lat) - LAT0) * M_PER_DEG_Y
 
 
 def world_to_lonlat(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sample world's metres to longitude/latitude."""
     return np.asarray(x) / M_PER_DEG_X + LON0, np.asarray(y) / M_PER_DEG_Y + LAT0
 
 
@@ -117,11 +119,13 @@ class UtmFrame:
     y0: float
 
     def world_xy(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """World metres of pixel centres given by row and column."""
         rows, cols = np.broadcast_arrays(rows, cols)
         lon, lat = _transformer(self.epsg, 4326).transform(self.x0 + cols * PIXEL_M, self.y0 - rows * PIXEL_M)
         return lonlat_to_world(lon, lat)
 
     def to_pixel(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Fractional (column, row) of world metres in this grid."""
         lon, lat = world_to_lonlat(x, y)
         ux, uy = _transformer(4326, self.epsg).transform(lon, lat)
         return (np.asarray(ux) - self.x0) / PIXEL_M, (self.y0 - np.asarray(uy)) / PIXEL_M
@@ -148,6 +152,7 @@ class Acquisition:
         return _wx(self.swath_edge_lon), 0.0, n[0], n[1]
 
     def shadow_offset(self, cloud_height_m: float = 1200.0) -> tuple[float, float]:
+        """How far (world metres x, y) cloud shadows fall from their clouds on this date."""
         d = cloud_height_m / math.tan(math.radians(self.sun_elevation))
         az = math.radians(self.sun_azimuth)
         return d * math.sin(az), d * math.cos(az)
@@ -171,6 +176,7 @@ class SceneSpec:
     swath_edge: bool = True  # False: the whole grid has data
 
     def coverage(self) -> tuple[float, float, float, float] | None:
+        """The swath edge that cuts this scene (a point and the normal towards the data), or None: all data."""
         return ACQUISITIONS[self.acquisition].coverage() if self.swath_edge else None
 
 

@@ -63,6 +63,7 @@ class CloudModel:
         self.threshold = threshold  # accepted for a uniform factory signature; the mask has no threshold
 
     def predict(self, tile: xr.Dataset) -> dict[str, np.ndarray]:
+        """Cloud classes of a tile from its SCL band."""
         cls = classify_scl(tile["scl"].values)
         cloudy = (cls != CLEAR).astype(np.uint8)
         cloudy[cls == CLOUD_NODATA] = CLOUD_NODATA

@@ -74,6 +74,7 @@ class DebrisNet(nn.Module):
         self.head = nn.Conv2d(c0, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Debris logits (n, 1, h, w) for reflectance (n, bands, h, w); h and w multiples of 4."""
         x = (x - self.band_mean[None, :, None, None]) / self.band_scale[None, :, None, None]
         s0 = self.stem(x)
         s1 = self.enc1(F.max_pool2d(s0, 2))
@@ -208,6 +209,7 @@ class MarineDebrisModel:
         return infer(net, x, device)
 
     def predict(self, tile: xr.Dataset) -> dict[str, np.ndarray]:
+        """Probability and mask of a tile; NaN and nodata where clouds, shadows, land or no data are."""
         invalid = nodata_mask(tile, REFLECTANCE_BANDS)
         if "scl" in tile:  # the chain: clouds and land first, from the scene classification
             clouds = self._clouds.predict(tile)["cloud"]

@@ -6,8 +6,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from geoloom.platform.bands import REFLECTANCE_BANDS, band_info
+from geoloom.platform.bands import REFLECTANCE_BANDS
 from geoloom.platform.classes import DEBRIS, FOAM, SARGASSUM, SHIP, TURBID
+from geoloom.platform.sensors import REFLECTANCE_BY_RESOLUTION
 
 __all__ = [
     "BLOCK", "EVAL_SEEDS", "PATCH", "PatchSampler", "ProgressFn", "TRAIN_SEED0", "VAL_SEEDS", "add_turbidity",
@@ -26,8 +27,7 @@ EVAL_SEEDS = (0, 1, 2, 3)
 PATCH = 96
 #: Crop origins on multiples of 6 keep the 20 m and 60 m pixel blocks whole inside a patch.
 BLOCK = 6
-_BY_RES = {res: [i for i, b in enumerate(REFLECTANCE_BANDS) if band_info(b).resolution_m == res]
-           for res in (10, 20, 60)}
+_BY_RES = {res: [REFLECTANCE_BANDS.index(b) for b in names] for res, names in REFLECTANCE_BY_RESOLUTION.items()}
 _COARSE = {res: _BY_RES[res] for res in (20, 60)}
 _HARD = (FOAM, SARGASSUM, SHIP, TURBID)
 
