@@ -16,7 +16,7 @@ from shapely.geometry.base import BaseGeometry
 from geoloom.platform.bands import CATEGORICAL_BANDS, band_info, canonical_band
 from geoloom.platform.errors import CatalogError, DateError, NoImageryError
 from geoloom.platform.region import Region
-from geoloom.platform.sensors import S2_QUANTIFICATION, s2_offset_dn, s2_scale_offset
+from geoloom.platform.sensors import S2_QUANTIFICATION, processing_level, s2_offset_dn, s2_scale_offset
 from geoloom.platform.stac_api import collection_exists, is_api_url, matches_query, parse_query, search_api
 
 NON_IMAGERY_ROLES = frozenset({"labels", "thumbnail", "overview", "metadata", "visual"})
@@ -46,6 +46,7 @@ class Scene:
     assets: dict[str, AssetRef] = field(hash=False)
     collection: str | None = None
     crs: str | None = None
+    level: str | None = None  # "L1C" (top of atmosphere), "L2A" (surface reflectance) or None (not said)
 
     @property
     def bands(self) -> frozenset[str]:
@@ -63,7 +64,7 @@ class Scene:
             "id": self.id, "datetime": self.datetime, "cloud_cover": self.cloud_cover,
             "footprint": shapely.geometry.mapping(self.footprint),
             "assets": {k: dataclasses.asdict(a) for k, a in self.assets.items()},
-            "collection": self.collection, "crs": self.crs,
+            "collection": self.collection, "crs": self.crs, "level": self.level,
         }
 
     @classmethod
@@ -73,7 +74,7 @@ class Scene:
             id=data["id"], datetime=data["datetime"], cloud_cover=data.get("cloud_cover"),
             footprint=shapely.geometry.shape(data["footprint"]),
             assets={k: AssetRef(**a) for k, a in data["assets"].items()},
-            collection=data.get("collection"), crs=data.get("crs"),
+            collection=data.get("collection"), crs=data.get("crs"), level=data.get("level"),
         )
 
 
@@ -216,6 +217,7 @@ def scene_from_item(item: pystac.Item, *, sign: str | None = None) -> Scene:
         assets=assets,
         collection=item.collection_id,
         crs=item_crs(item),
+        level=processing_level(item.properties, item.collection_id, set(assets)),
     )
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import xarray as xr
 from odc.geo.geobox import GeoBox
 
+from geoloom.platform.band_masks import derivable_bands, derived_scl
 from geoloom.platform.bands import SCL_UNCLEAR
 from geoloom.platform.catalog import Scene
 from geoloom.platform.errors import BandError
@@ -24,7 +25,8 @@ def composite_tile(
     """Composite ``bands`` of ``scenes`` (most recent first) onto ``geobox``.
 
     Per pixel: the most recent observation that is not cloud, cloud shadow or nodata by
-    SCL; where no scene is clear, the least cloudy scene with data. Returns the dataset
+    SCL (classified from the bands where a scene has none, :mod:`geoloom.platform.band_masks`);
+    where no scene is clear, the least cloudy scene with data. Returns the dataset
     (float32 variables, NaN = no data, plus ``scene_index`` int16, -1 = none) and the
     number of pixels each scene contributed.
     """
@@ -38,8 +40,11 @@ def composite_tile(
     def band(i: int, b: str, keep: bool = False) -> np.ndarray:
         arr = kept.get((i, b))
         if arr is None:
-            arr = read(scenes[i], b, geobox)
-            if keep:
+            if b == "scl" and "scl" not in scenes[i].assets:  # classified from the bands (no SCL: Level-1C)
+                arr = derived_scl(lambda name: band(i, name, keep=True), scenes[i].bands)
+            else:
+                arr = read(scenes[i], b, geobox)
+            if keep or b == "scl":
                 kept[(i, b)] = arr
         return arr
 
@@ -50,14 +55,15 @@ def composite_tile(
         used[scenes[i].id] = used.get(scenes[i].id, 0) + int(where.sum())
 
     for i, scene in enumerate(scenes):
-        missing = [b for b in bands if b not in scene.assets]
+        offered = derivable_bands(scene.bands)
+        missing = [b for b in bands if b not in offered]
         if missing:
             raise BandError(
                 f"scene {scene.id} lacks band(s) {', '.join(missing)} the model needs; "
                 "pick another model or a catalog with those bands"
             )
-        if "scl" in scene.assets:
-            scl = read(scene, "scl", geobox)
+        if "scl" in offered:
+            scl = band(i, "scl")
             valid = np.isfinite(scl) & (scl != 0)
             clear = valid & ~np.isin(scl, list(SCL_UNCLEAR))
         else:

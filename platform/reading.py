@@ -114,9 +114,17 @@ _open_datasets = threading.local()
 
 
 def _identity(path: str) -> tuple[str, int, int] | None:
-    """A local file as it is now (path, size, mtime), so a replaced file is opened afresh."""
+    """A local file as it is now (path, size, mtime), so a replaced file is opened afresh; a band inside a
+    local zip (``/vsizip/<file.zip>/...``, a zipped Sentinel-2 product) by the zip's size and mtime."""
+    local = path
+    if path.startswith("/vsizip/"):
+        inner = path[len("/vsizip/"):]
+        cut = inner.lower().find(".zip/")
+        if cut < 0:
+            return None
+        local = inner[: cut + 4]
     try:
-        st = os.stat(path)
+        st = os.stat(local)
     except OSError:
         return None
     return path, st.st_size, st.st_mtime_ns
@@ -125,7 +133,8 @@ def _identity(path: str) -> tuple[str, int, int] | None:
 @contextmanager
 def _dataset(url: str) -> Iterator[Any]:
     """``rasterio.open(url)``; a local file stays open in this thread for the next tile."""
-    ident = None if _is_remote(url) or url.startswith("/vsi") else _identity(url)
+    kept = not _is_remote(url) and (not url.startswith("/vsi") or url.startswith("/vsizip/"))
+    ident = _identity(url) if kept else None
     if ident is None:  # remote (each handle has its own read cache: do not keep many) or not there
         with rasterio.open(url) as src:
             yield src
@@ -261,7 +270,7 @@ def read_band(asset: AssetRef, geobox: GeoBox, grid: WarpGrid | None = None, *, 
         _forget_dataset(url)
         forget_remote_file(url)
         hint = ("check the URL is reachable (geoloom retried it)" if _is_remote(asset.href)
-                else "check the file exists and is a complete GeoTIFF")
+                else "check the file exists and is a complete raster (GeoTIFF, JPEG 2000)")
         raise ImageryReadError(f"cannot read {asset.href}: {reason}; {hint}", href=asset.href) from None
     return _scaled(out, asset, categorical)
 
@@ -271,6 +280,23 @@ def _scaled(out: np.ndarray, asset: AssetRef, categorical: bool) -> np.ndarray:
     if not categorical and (asset.scale != 1.0 or asset.offset != 0.0):
         out = out * np.float32(asset.scale) + np.float32(asset.offset)
     return out
+
+
+def read_overview(asset: AssetRef, shape_yx: tuple[int, int]) -> np.ndarray:
+    """The whole raster of a band, decimated to ``shape_yx`` (nearest; COG overviews and JPEG 2000
+    resolution levels make this cheap), as float32 physical values with NaN where there is no data."""
+    url = asset.href
+    try:
+        url = sign_href(asset.href, asset.sign)
+        with gdal_env(), rasterio.open(url) as src:
+            data = src.read(asset.bidx, out_shape=shape_yx, resampling=Resampling.nearest).astype(np.float32)
+            nodata = asset.nodata if asset.nodata is not None else src.nodata
+    except (RasterioError, OSError) as exc:
+        reason = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, url, asset.href)
+        raise ImageryReadError(f"cannot read {asset.href}: {reason}; check the file or URL", href=asset.href) from None
+    if nodata is not None:
+        data[data == np.float32(nodata)] = np.nan
+    return _scaled(data, asset, asset.band in CATEGORICAL_BANDS)
 
 
 def check_readable(href: str, sign: str | None = None) -> None:
@@ -285,4 +311,4 @@ def check_readable(href: str, sign: str | None = None) -> None:
     except (RasterioError, OSError) as exc:
         reason = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, url, href)
         forget_remote_file(url)
-        raise ImageryReadError(f"cannot open {href}: {reason}; check it is a complete GeoTIFF", href=href) from None
+        raise ImageryReadError(f"cannot open {href}: {reason}; check it is a complete raster (GeoTIFF, JPEG 2000)", href=href) from None

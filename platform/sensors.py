@@ -149,6 +149,25 @@ def s2_scale_offset(add_offset_dn: float, quantification: float = S2_QUANTIFICAT
     return 1.0 / quantification, add_offset_dn / quantification
 
 
+def processing_level(properties: dict, collection: str | None = None, bands: frozenset[str] | set[str] = frozenset()
+                     ) -> str | None:
+    """``"L1C"`` (top of atmosphere) or ``"L2A"`` (surface reflectance) of a Sentinel-2 item, from what it
+    says (``processing:level``, ``s2:product_type``, the collection's name) or, failing that, from its bands
+    (an SCL band is L2A); None when nothing tells."""
+    level = str(properties.get("processing:level") or "").upper()
+    if level in ("L1C", "L2A"):
+        return level
+    product = str(properties.get("s2:product_type") or "").upper()
+    for key, value in (("1C", "L1C"), ("2A", "L2A")):
+        if product.endswith(key):
+            return value
+    name = (collection or "").lower()
+    for key, value in (("l1c", "L1C"), ("l2a", "L2A")):
+        if key in name:
+            return value
+    return "L2A" if "scl" in bands else None
+
+
 # ---------------------------------------------------------------------------- scene classification
 
 #: ESA Sentinel-2 scene classification (SCL) codes.

@@ -15,9 +15,11 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from geoloom.platform.atmosphere import corrected_scenes, level_corrections
+from geoloom.platform.band_masks import derivable_bands
 from geoloom.platform.bands import require_bands
 from geoloom.platform.catalog import Scene, search_scenes
-from geoloom.platform.errors import OutputError
+from geoloom.platform.errors import ModelError, OutputError
 from geoloom.platform.ledger import Ledger
 from geoloom.platform.models.card import ModelCard
 from geoloom.platform.mosaic import create_store, drop_partial_chunks
@@ -68,9 +70,14 @@ def prepare(request: RunRequest) -> Prepared:
     im, grid = request.imagery, request.grid
     scenes = search_scenes(im.catalog, request.region, start=im.start, end=im.end, max_cloud=im.max_cloud,
                            collection=im.collection, query=im.query, sign=im.sign)
-    usable = [s for s in scenes if set(card.bands) <= s.bands]
+    taken = [s for s in scenes if not card.levels or s.level is None or s.level in card.levels]
+    if not taken:
+        levels = ", ".join(sorted({str(s.level) for s in scenes}))
+        raise ModelError(f"model {card.name} takes {' or '.join(card.levels)} imagery and the scenes found are {levels}; "
+                         "pick another model, or a collection of the right processing level")
+    usable = [s for s in taken if set(card.bands) <= derivable_bands(s.bands)]
     if not usable:
-        require_bands(card.bands, scenes[0].bands, what=f"model {card.name}")
+        require_bands(card.bands, derivable_bands(taken[0].bands), what=f"model {card.name}")
     plan = plan_tiles(
         request.region,
         usable,
@@ -204,12 +211,17 @@ def _execute_locked(prepared: Prepared, out: Path, run_id: str, *, executor: Exe
         store, parts = out / "result.zarr", out / "parts"
         ledger = Ledger(out / "ledger.jsonl")
         if not resume or not (store / "zarr.json").exists():
-            request = {"run_id": run_id, "request": req.to_folder_dict(), "card": card.to_dict(), "plan": plan.to_dict()}
+            corrections = level_corrections(plan.scenes, card.bands, card.l1c)
+            request = {"run_id": run_id, "request": req.to_folder_dict(), "card": card.to_dict(), "plan": plan.to_dict(),
+                       "corrections": corrections}
             (out / "request.json").write_text(json.dumps(request, indent=2, default=str))
             create_store(store, plan, card.outputs, attrs={"run_id": run_id, "model": card.name, "primary": card.primary})
+        else:  # a resume applies the corrections the run started with
+            corrections = json.loads((out / "request.json").read_text()).get("corrections") or {}
         parts.mkdir(exist_ok=True)
         job = TileJob(
-            store=str(store), parts=str(parts), scenes=plan.scenes, bands=card.bands, tile_size=plan.tile_size,
+            store=str(store), parts=str(parts), scenes=corrected_scenes(plan.scenes, corrections), bands=card.bands,
+            tile_size=plan.tile_size,
             outputs=tuple(o.name for o in card.outputs), grid=plan.warp_grid, detection=card.detection, score=card.score, label=card.name,
         )
         skip = ledger.done_keys() if resume else set()
@@ -268,8 +280,11 @@ def publish(prepared: Prepared, out: Path, *, run_id: str, started: dt.datetime,
         "tile_seconds": {k: round(v, 3) for k, v in stage.items()},
         "cluster": asdict(cluster),
     }
+    corrections = json.loads((out / "request.json").read_text()).get("corrections") or {}
+    parameters = req.parameters() | ({"l1c_correction": {"method": card.l1c, "path_reflectance": corrections}}
+                                     if corrections else {})
     item = build_manifest(
-        run_id=run_id, plan=plan, model_card=card.to_dict(), parameters=req.parameters(), assets=assets,
+        run_id=run_id, plan=plan, model_card=card.to_dict(), parameters=parameters, assets=assets,
         tiles=counts, timings=timings, version=code_version(),
     )
     tmp = out / "run.json.part"

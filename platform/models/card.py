@@ -57,6 +57,10 @@ class ModelCard:
     imagery: str = "Sentinel-2 L2A"
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    #: Processing levels the model takes ("L1C", "L2A"); empty: any.
+    levels: tuple[str, ...] = ()
+    #: How Level-1C (top-of-atmosphere) imagery is brought to the model: None (as it is) or "dark-spectrum".
+    l1c: str | None = None
 
     def output(self, name: str) -> OutputSpec:
         """The output layer called ``name``; ModelError lists the card's outputs if there is none."""
@@ -69,6 +73,7 @@ class ModelCard:
         """The card as plain lists and dicts, ready for JSON or YAML."""
         d = asdict(self)
         d["bands"] = list(self.bands)
+        d["levels"] = list(self.levels)
         d["outputs"] = [asdict(o) for o in self.outputs]
         return d
 
@@ -92,6 +97,7 @@ class ModelCard:
         values.update(
             outputs=outputs,
             bands=tuple(data["bands"]),
+            levels=tuple(data.get("levels") or ()),
             title=data.get("title", data["name"]),
             description=data.get("description", ""),
             resolution=float(data["resolution"]),
@@ -125,6 +131,11 @@ def validate_card(card: ModelCard, *, where: str | None = None) -> None:
             raise ModelError(f"{where}: output {ref!r} named for detections is not among its outputs {names}")
     if card.resolution <= 0:
         raise ModelError(f"{where}: resolution must be positive metres")
+    odd = [lv for lv in card.levels if lv not in ("L1C", "L2A")]
+    if odd:
+        raise ModelError(f"{where} names unknown processing level(s) {', '.join(odd)}; use L1C and/or L2A")
+    if card.l1c not in (None, "dark-spectrum"):
+        raise ModelError(f"{where}: l1c {card.l1c!r} is not a known correction; use dark-spectrum or leave it out")
 
 
 def normalised_bands(card: ModelCard) -> tuple[str, ...]:

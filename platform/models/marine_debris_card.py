@@ -69,8 +69,10 @@ def build_card(data: dict[str, Any], weights: Path | None = None) -> ModelCard:
             "network that looks at all twelve colour bands and at the shape of what surrounds each pixel, "
             "so it learned to tell debris from sea foam, ship wakes, ships, Sargassum seaweed and muddy "
             "river plumes, which fool the simple Floating Debris Index. Clouds, cloud shadows and land "
-            "(from the scene classification) are masked first. It was trained on generated scenes, so "
-            "treat its detections on real imagery as leads to check, not proof."
+            "(from the scene classification, or classified from the bands where the imagery has none) are "
+            "masked first. It takes surface reflectance (Level-2A) and top-of-atmosphere imagery (Level-1C, "
+            "brought near surface reflectance by a dark-spectrum correction). It was trained on generated "
+            "scenes, so treat its detections on real imagery as leads to check, not proof."
         ),
         bands=REFLECTANCE_BANDS + ("scl",),
         resolution=10.0,
@@ -91,7 +93,9 @@ def build_card(data: dict[str, Any], weights: Path | None = None) -> ModelCard:
         sha256=data.get("sha256"),
         version=str(data.get("version", "1")),
         mpx_per_s=data.get("mpx_per_s"),
-        imagery="Sentinel-2 L2A (12 reflectance bands + SCL)",
+        imagery="Sentinel-2 L2A or L1C (12 reflectance bands; SCL, or classes from the bands where there is none)",
+        levels=("L1C", "L2A"),
+        l1c="dark-spectrum",
         training=dict(data.get("training", {})),
         metrics=dict(data.get("metrics", {})),
     )

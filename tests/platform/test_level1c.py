@@ -1,0 +1,120 @@
+"""Level-1C and imagery without SCL: classes from the bands, the dark-spectrum correction, and the
+default model end to end on a SAFE product and on a Level-1C look-alike of the sample catalog."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from l1c_catalog import PATH_REFLECTANCE, l1c_copy
+from safe_products import Product, footprint_lonlat, write_safe, zip_safe
+
+from geoloom.platform.atmosphere import dark_spectrum
+from geoloom.platform.band_masks import BARE, CLOUD, VEGETATION, WATER, derivable_bands, scl_from_bands
+from geoloom.platform.bands import REFLECTANCE_BANDS
+from geoloom.platform.catalog import search_scenes
+from geoloom.platform.catalog_index import index_folder
+from geoloom.platform.errors import ModelError
+from geoloom.platform.region import as_region
+from geoloom.platform.spectra import ENDMEMBERS
+from geoloom.workflows import detect, plan_run
+
+MASKED = ("blue", "green", "red", "nir", "swir16")
+
+
+def spectrum(name: str, path: bool = False) -> dict[str, np.ndarray]:
+    """One pixel of an endmember spectrum, at the surface or with the atmosphere's path on top."""
+    values = dict(zip(REFLECTANCE_BANDS, ENDMEMBERS[name], strict=True))
+    return {b: np.array([values[b] + (PATH_REFLECTANCE[b] if path else 0.0)], dtype=np.float32) for b in MASKED}
+
+
+@pytest.mark.parametrize("path", [False, True], ids=["surface", "top-of-atmosphere"])
+@pytest.mark.parametrize(("name", "codes"), [
+    ("water", {WATER}), ("debris", {WATER}), ("sargassum", {WATER}), ("turbid", {WATER}), ("ship", {WATER, CLOUD}),
+    ("vegetation", {VEGETATION}), ("soil", {BARE}), ("cloud", {CLOUD}),
+])
+def test_classes_from_the_bands_at_the_surface_and_the_top_of_the_atmosphere(name, codes, path):
+    assert scl_from_bands(spectrum(name, path))[0] in codes
+
+
+def test_a_scene_without_scl_offers_it_when_it_has_the_bands():
+    assert "scl" in derivable_bands({"blue", "green", "red", "nir", "swir16", "coastal"})
+    assert "scl" not in derivable_bands({"blue", "green", "red"})
+
+
+def test_classes_from_the_bands_agree_with_the_scene_classification(sample_catalog):
+    item = next(p for p in sorted(sample_catalog.parent.rglob("*.json")) if "S2B-31NBG" in p.name)
+    folder = item.parent
+    with rasterio.open(folder / "blue.tif") as src:
+        shape = src.shape
+    bands = {}
+    for b in MASKED:
+        with rasterio.open(folder / f"{b}.tif") as src:
+            a = src.read(1, out_shape=shape).astype(np.float32)
+        bands[b] = np.where(a == 0, np.nan, a / 10000)
+    with rasterio.open(folder / "scl.tif") as src:
+        scl = src.read(1, out_shape=shape)
+    mine, ok = scl_from_bands(bands), scl > 0
+    water, land, cloud = (np.isin(scl, codes) & ok for codes in ([6], [4, 5], [8, 9, 10]))
+    assert (mine[water] == WATER).mean() > 0.99 and np.isin(mine[land], (VEGETATION, BARE)).mean() > 0.99
+    called_cloud = (mine == CLOUD) & ok
+    assert cloud[called_cloud].mean() > 0.99 and called_cloud[cloud].mean() > 0.6  # precise; thin cloud edges pass
+
+
+def test_the_dark_spectrum_finds_the_path_reflectance(sample_catalog, tmp_path):
+    l1c = l1c_copy(sample_catalog, tmp_path / "l1c")
+    scene = next(s for s in search_scenes(str(l1c), as_region("sample-area")) if "S2A-31NBG" in s.id)
+    assert scene.level == "L1C" and "scl" not in scene.assets
+    found = dark_spectrum(scene, REFLECTANCE_BANDS)
+    for band, path in PATH_REFLECTANCE.items():
+        assert found[band] == pytest.approx(path, abs=0.012), band
+
+
+def test_marine_debris_on_level1c_comes_close_to_its_level2a_result(sample_catalog, tmp_path):
+    l1c = l1c_copy(sample_catalog, tmp_path / "l1c")
+    ref = detect("sample-bay", model="marine-debris", catalog=sample_catalog, out=tmp_path / "l2a",
+                 runtime="in-process", progress=False)
+    run = detect("sample-bay", model="marine-debris", catalog=l1c, out=tmp_path / "run", runtime="in-process",
+                 progress=False)
+    a, b = (r.dataset["debris"].values == 1 for r in (ref, run))
+    assert a.sum() > 50 and (a & b).sum() / (a | b).sum() > 0.7
+    correction = run.manifest["properties"]["geoloom:parameters"]["l1c_correction"]
+    assert correction["method"] == "dark-spectrum" and len(correction["path_reflectance"]) == len(run.plan.scenes)
+    assert all(s.level == "L1C" and "scl" not in s.assets for s in run.plan.scenes)
+
+
+def test_a_model_that_takes_level2a_only_refuses_level1c(sample_catalog, tmp_path, monkeypatch):
+    from geoloom.platform.models import marine_debris_card
+
+    real = marine_debris_card.build_card
+
+    def l2a_only(*args, **kwargs):
+        import dataclasses
+
+        return dataclasses.replace(real(*args, **kwargs), levels=("L2A",))
+
+    monkeypatch.setattr(marine_debris_card, "build_card", l2a_only)
+    with pytest.raises(ModelError, match="takes L2A imagery and the scenes found are L1C"):
+        plan_run("sample-bay", model="marine-debris", catalog=l1c_copy(sample_catalog, tmp_path / "l1c"))
+
+
+@pytest.mark.parametrize("zipped", [False, True], ids=["safe", "zip"])
+def test_a_level1c_safe_product_runs_with_the_default_model(tmp_path, zipped):
+    product = Product(level="L1C", baseline="05.09")
+    safe = write_safe(tmp_path / "download", product)
+    source = zip_safe(safe, tmp_path / "zips") if zipped else safe.parent
+    catalog = index_folder(source, tmp_path / "catalog")
+    lon, lat = zip(*footprint_lonlat(product), strict=True)
+    w, e, s, n = min(lon), max(lon), min(lat), max(lat)
+    bbox = (w + 0.3 * (e - w), s + 0.2 * (n - s), e - 0.2 * (e - w), n - 0.2 * (n - s))
+    run = detect(bbox, catalog=catalog, out=tmp_path / "run", runtime="in-process", progress=False)
+    assert run.ok and run.card.name == "marine-debris"
+    assert [s.level for s in run.plan.scenes] == ["L1C"] and "scl" not in run.plan.scenes[0].assets
+    probability = run.dataset["probability"].values  # random test pixels: much of it is called cloud or land
+    finite = probability[np.isfinite(probability)]
+    assert finite.size > 0.1 * probability.size and ((finite >= 0) & (finite <= 1)).all()
+    request = json.loads(Path(run.folder / "request.json").read_text())
+    assert set(request["corrections"]) == {run.plan.scenes[0].id}
