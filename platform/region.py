@@ -1,7 +1,9 @@
 """Regions: where a run looks, normalised once to valid EPSG:4326 (multi)polygons.
 
-Every front door (CLI ``--bbox/--geojson/--preset/--place``, the Python API, the map
-in the UI) goes through :func:`as_region`; everything downstream takes a :class:`Region`.
+Every front door (CLI ``--bbox/--geojson/--region/--preset/--place``, the Python API, the map
+and the file upload in the UI) goes through :func:`as_region`; everything downstream takes a
+:class:`Region`. Values in another CRS (GeoDataFrames, vector files, rasters' footprints, geometries
+with ``crs=``) are read by :mod:`geoloom.platform.region_sources` and reprojected here.
 
 >>> r = Region.from_bbox((170, -10, -170, 10))
 >>> r.crosses_antimeridian(), r.geometry.geom_type, r.bbox_lonlat
@@ -33,7 +35,9 @@ from shapely.geometry.base import BaseGeometry
 from shapely.geometry.polygon import orient
 from shapely.validation import explain_validity
 
+from geoloom.platform import region_sources as sources
 from geoloom.platform.errors import RegionError
+from geoloom.platform.region_hints import hint, region_hints
 
 __all__ = [
     "DEFAULT_MAX_AREA_KM2",
@@ -43,14 +47,14 @@ __all__ = [
     "list_places",
     "list_presets",
     "presets_dir",
+    "region_hints",
 ]
 
 DEFAULT_MAX_AREA_KM2: float = 50_000
 """Largest region :func:`as_region` accepts unless told otherwise (``--max-area``)."""
 
 _GEOD = Geod(ellps="WGS84")
-_BBOX_HINT = "give --bbox W S E N in degrees (EPSG:4326)"
-_CRS_HINT = "GeoJSON must be in EPSG:4326 longitude/latitude degrees (RFC 7946); reproject it first (e.g. ogr2ogr -t_srs EPSG:4326)"
+_LONLAT_RULE = "coordinates must be EPSG:4326 longitude/latitude degrees (RFC 7946)"
 _POLYGON_TYPES = ("Polygon", "MultiPolygon")
 
 
@@ -75,7 +79,7 @@ class Region:
 
     geometry: Polygon | MultiPolygon
     name: str = "region"
-    source: str = "bbox"  # "bbox" | "geojson" | "preset" | "place" | "geometry" | "drawn"
+    source: str = "bbox"  # "bbox" | "geojson" | "file" | "frame" | "raster" | "preset" | "place" | "geometry" | "drawn"
 
     def __post_init__(self) -> None:
         if not isinstance(self.geometry, Polygon | MultiPolygon):
@@ -87,8 +91,13 @@ class Region:
     # -- constructors -------------------------------------------------------------------
 
     @classmethod
-    def from_bbox(cls, bbox_lonlat: Sequence[float], *, name: str = "bbox") -> Region:
-        """A box from ``(W, S, E, N)`` degrees; ``W > E`` crosses the antimeridian and is split."""
+    def from_bbox(cls, bbox_lonlat: Sequence[float], *, name: str = "bbox", crs: Any = None) -> Region:
+        """A box from ``(W, S, E, N)`` degrees (``W > E`` crosses the antimeridian), or from ``crs`` coordinates."""
+        if not sources.is_lonlat(crs):
+            x0, y0, x1, y1 = _check_numbers(bbox_lonlat)
+            if x0 >= x1 or y0 >= y1:
+                raise RegionError(f"bbox ({x0:g}, {y0:g}, {x1:g}, {y1:g}) needs min x < max x and min y < max y in {crs}")
+            return cls(_normalise(box(x0, y0, x1, y1), what="bbox", crs=crs), name=name, source="bbox")
         w, s, e, n = _check_bbox(bbox_lonlat)
         if w < e:
             geom: Polygon | MultiPolygon = orient(box(w, s, e, n), sign=1.0)
@@ -97,20 +106,47 @@ class Region:
         return cls(geom, name=name, source="bbox")
 
     @classmethod
-    def from_geojson(cls, obj: dict | str | Path, *, name: str | None = None) -> Region:
-        """A region from GeoJSON: a dict, JSON text, a file path, or ``"-"`` for stdin."""
+    def from_geojson(cls, obj: dict | str | Path, *, name: str | None = None, crs: Any = None) -> Region:
+        """A region from GeoJSON: a dict, JSON text, a file path, or ``"-"`` for stdin (``crs``: if not lon/lat)."""
         data, default_name = _load_geojson(obj)
-        geom = _polygons_from_geojson(data)
+        geom = _polygons_from_geojson(data, crs=crs)
         return cls(geom, name=name or _geojson_name(data) or default_name, source="geojson")
 
     @classmethod
     def from_geometry(
-        cls, geom: BaseGeometry, *, name: str = "geometry", source: str = "geometry"
+        cls, geom: Any, *, crs: Any = None, name: str = "geometry", source: str = "geometry"
     ) -> Region:
-        """A region from a shapely (multi)polygon in lon/lat (``source="drawn"`` for the map)."""
+        """A region from a shapely (multi)polygon (or a ``__geo_interface__``) in lon/lat, or in ``crs``."""
+        if not isinstance(geom, BaseGeometry) and isinstance(getattr(geom, "__geo_interface__", None), dict):
+            geom = _shape(geom.__geo_interface__, what="geometry")
         if not isinstance(geom, BaseGeometry):
-            raise RegionError(f"expected a shapely geometry, got {type(geom).__name__}; pass a shapely Polygon or MultiPolygon in lon/lat")
-        return cls(_normalise(geom, what="geometry"), name=name, source=source)
+            raise RegionError(f"expected a shapely geometry, got {type(geom).__name__}; give region= as a shapely "
+                              "Polygon or MultiPolygon (crs= if it is not in lon/lat)")
+        return cls(_normalise(geom, what="geometry", crs=crs), name=name, source=source)
+
+    @classmethod
+    def from_file(cls, path: str | Path, *, layer: str | None = None, name: str | None = None) -> Region:
+        """Every polygon of a vector file (``"area.gpkg:layer"``, ``.shp.zip``, KML, FlatGeobuf, GeoParquet, ...), dissolved."""
+        path, named = sources.split_layer(path) if layer is None else (Path(path).expanduser(), layer)
+        if path.suffix.lower() in (".geojson", ".json") and not named:
+            return cls.from_geojson(path, name=name)
+        geom, crs, default = sources.read_vector_file(path, named)
+        return cls(_normalise(geom, what=f"file {path.name}", crs=crs), name=name or default, source="file")
+
+    @classmethod
+    def from_frame(cls, frame: Any, *, crs: Any = None, name: str = "frame") -> Region:
+        """All rows of a GeoDataFrame or GeoSeries in any CRS, dissolved into one region (``crs`` if it has none)."""
+        geom, own = sources.frame_geometry(frame, what=type(frame).__name__)
+        if own is not None and crs is not None and not own.equals(sources.as_crs(crs), ignore_axis_order=True):
+            raise RegionError(f"the {type(frame).__name__} is in {own.name} but crs= says {crs}; drop crs= "
+                              "or fix the frame's CRS with .set_crs(..., allow_override=True)")
+        return cls(_normalise(geom, what=type(frame).__name__, crs=own or crs), name=name, source="frame")
+
+    @classmethod
+    def from_footprint(cls, raster: Any, *, name: str = "raster") -> Region:
+        """The footprint of an odc-geo GeoBox or a georeferenced xarray object (``.odc.geobox`` or ``.rio``)."""
+        geom, crs = sources.raster_footprint(raster)
+        return cls(_normalise(geom, what=f"footprint of the {type(raster).__name__}", crs=crs), name=name, source="raster")
 
     @classmethod
     def from_preset(cls, name: str) -> Region:
@@ -119,7 +155,7 @@ class Region:
         if path is None:
             available = ", ".join(list_presets()) or "none installed"
             raise RegionError(
-                f"unknown preset {name!r}; use one of: {available} (or give --bbox W S E N / --geojson FILE)"
+                f"unknown preset {name!r}; use one of: {available} (or {hint('instead')})"
             )
         region = cls.from_geojson(path)
         return dataclasses.replace(region, name=path.stem, source="preset")
@@ -139,10 +175,10 @@ class Region:
         names = [e["name"] for e in _gazetteer()] + list_presets()
         by_key = {_key(n): n for n in names}
         close = [by_key[k] for k in difflib.get_close_matches(key, list(by_key), n=3, cutoff=0.6)]
-        hint = f"did you mean: {', '.join(close)}? " if close else ""
+        maybe = f"did you mean: {', '.join(close)}? " if close else ""
         raise RegionError(
-            f"unknown place {name!r}; {hint}'geoloom regions' lists the {len(names)} known places and presets, "
-            "or give --bbox W S E N instead"
+            f"unknown place {name!r}; {maybe}'geoloom regions' lists the {len(names)} known places and presets, "
+            f"or {hint('instead')}"
         )
 
     # -- views --------------------------------------------------------------------------
@@ -202,42 +238,60 @@ class Region:
 # -- the normaliser -----------------------------------------------------------------------
 
 
-def as_region(value: Any, *, max_area_km2: float | None = DEFAULT_MAX_AREA_KM2) -> Region:
-    """The one normaliser: Region | (W,S,E,N) | GeoJSON dict | shapely geometry | path | preset | place -> Region."""
-    region = _to_region(value)
+def as_region(value: Any, *, crs: Any = None, max_area_km2: float | None = DEFAULT_MAX_AREA_KM2) -> Region:
+    """The one normaliser: every region form a user holds (see :func:`_to_region`) -> a size-checked Region.
+
+    ``crs``: the CRS of a shapely geometry, a bbox, a GeoJSON dict or a ``__geo_interface__`` given
+    in other coordinates than lon/lat degrees (frames, files and rasters carry their own).
+    """
+    region = _to_region(value, crs)
     if max_area_km2 is not None and region.area_km2 > max_area_km2:
         raise RegionError(
             f"region {region.name!r} covers {region.area_km2:,.0f} km², more than the limit of "
-            f"{max_area_km2:,.0f} km²; split it into smaller regions or pass a larger max_area_km2= (--max-area in the CLI)"
+            f"{max_area_km2:,.0f} km²; split it into smaller regions or {hint('max_area')}"
         )
     return region
 
 
-def _to_region(value: Any) -> Region:
+def _to_region(value: Any, crs: Any = None) -> Region:
+    """Region | GeoDataFrame/GeoSeries | GeoBox/xarray | shapely | GeoJSON | path | text | __geo_interface__ | bbox."""
     if isinstance(value, Region):
         return value
+    if sources.is_frame(value):
+        return Region.from_frame(value, crs=crs)
+    if sources.is_raster(value):
+        return Region.from_footprint(value)
     if isinstance(value, BaseGeometry):
-        return Region.from_geometry(value)
+        return Region.from_geometry(value, crs=crs)
     if isinstance(value, dict):
-        return Region.from_geojson(value)
+        return Region.from_geojson(value, crs=crs)
     if isinstance(value, Path):
-        return Region.from_geojson(value)
+        return Region.from_file(value)
     if isinstance(value, str):
         text = value.strip()
         if text == "-" or text.startswith("{"):
-            return Region.from_geojson(text)
+            return Region.from_geojson(text, crs=crs)
         if re.fullmatch(r"[-+0-9.eE]+([\s,]+[-+0-9.eE]+){3}", text):
-            return Region.from_bbox(re.split(r"[\s,]+", text))
-        if text.lower().endswith((".geojson", ".json")) or Path(text).is_file():
-            return Region.from_geojson(Path(text))
+            return Region.from_bbox(re.split(r"[\s,]+", text), crs=crs)
+        path, _ = sources.split_layer(text)
+        if path.suffix.lower() in sources.VECTOR_SUFFIXES or path.is_file():
+            return Region.from_file(text)
         if _preset_path(text) is not None:
             return Region.from_preset(text)
         return Region.from_place(text)
+    geo = getattr(value, "__geo_interface__", None)
+    if isinstance(geo, dict):
+        crs = crs if crs is not None else getattr(value, "crs", None)
+        if geo.get("type") in ("Feature", "FeatureCollection"):
+            return Region.from_geojson(geo, crs=crs)
+        return Region.from_geometry(value, crs=crs)
     if isinstance(value, Sequence) or hasattr(value, "__array__"):
-        return Region.from_bbox(list(value))
+        return Region.from_bbox(list(value), crs=crs)
     raise RegionError(
-        f"cannot use a {type(value).__name__} as a region; give a bbox (W, S, E, N), GeoJSON, "
-        "a shapely polygon, a preset name or a place name"
+        f"cannot use a {type(value).__name__} as a region; give region= as (W, S, E, N), a GeoJSON dict, "
+        "a vector file path ('area.gpkg:layer'), a shapely geometry (with crs= if not lon/lat), a GeoDataFrame "
+        "or GeoSeries, an object with __geo_interface__, an odc-geo GeoBox or a georeferenced xarray object, "
+        "a preset or a place name"
     )
 
 
@@ -290,12 +344,26 @@ def _key(name: str) -> str:
 
 
 def _check_bbox(values: Sequence[float]) -> tuple[float, float, float, float]:
+    w, s, e, n = _check_numbers(values)
+    for label, v, lim in (("west", w, 180), ("east", e, 180), ("south", s, 90), ("north", n, 90)):
+        if abs(v) > lim:
+            looks = f" (it looks like projected metres: {hint('crs')})" if abs(v) > 360 else ""
+            raise RegionError(f"bbox {label} ({v}) must be within -{lim}..{lim}{looks}; {hint('bbox')}")
+    if s >= n:
+        raise RegionError(f"bbox south ({s}) must be less than north ({n}); {hint('bbox')} (west, south, east, north)")
+    if w == e:
+        raise RegionError(f"bbox has zero width (west == east == {w}); give a west and an east that differ")
+    return w, s, e, n
+
+
+def _check_numbers(values: Sequence[float]) -> tuple[float, float, float, float]:
+    """Four finite numbers (W S E N, or min x, min y, max x, max y)."""
     try:
         vals = list(values)
     except TypeError:
-        raise RegionError(f"bbox must be 4 numbers W S E N, got {values!r}; {_BBOX_HINT}") from None
+        raise RegionError(f"bbox must be 4 numbers W S E N, got {values!r}; {hint('bbox')}") from None
     if len(vals) != 4:
-        raise RegionError(f"bbox needs 4 numbers W S E N, got {len(vals)}; {_BBOX_HINT}")
+        raise RegionError(f"bbox needs 4 numbers W S E N, got {len(vals)}; {hint('bbox')}")
     out: list[float] = []
     for label, v in zip(("west", "south", "east", "north"), vals):
         try:
@@ -303,20 +371,11 @@ def _check_bbox(values: Sequence[float]) -> tuple[float, float, float, float]:
                 raise TypeError
             f = float(v)
         except (TypeError, ValueError):
-            raise RegionError(f"bbox {label} ({v!r}) is not a number; {_BBOX_HINT}") from None
+            raise RegionError(f"bbox {label} ({v!r}) is not a number; {hint('bbox')}") from None
         if not math.isfinite(f):
-            raise RegionError(f"bbox {label} is {f}; {_BBOX_HINT}")
+            raise RegionError(f"bbox {label} is {f}; {hint('bbox')}")
         out.append(f)
-    w, s, e, n = out
-    for label, v, lim in (("west", w, 180), ("east", e, 180), ("south", s, 90), ("north", n, 90)):
-        if abs(v) > lim:
-            looks = " (it looks like projected metres)" if abs(v) > 360 else ""
-            raise RegionError(f"bbox {label} ({v}) must be within -{lim}..{lim}{looks}; {_BBOX_HINT}")
-    if s >= n:
-        raise RegionError(f"bbox south ({s}) must be less than north ({n}); {_BBOX_HINT} (west, south, east, north)")
-    if w == e:
-        raise RegionError(f"bbox has zero width (west == east == {w}); give a west and an east that differ")
-    return w, s, e, n
+    return out[0], out[1], out[2], out[3]
 
 
 def _load_geojson(obj: dict | str | Path) -> tuple[dict, str]:
@@ -332,7 +391,7 @@ def _load_geojson(obj: dict | str | Path) -> tuple[dict, str]:
     path = Path(obj).expanduser()
     if not path.is_file():
         what = "is a folder" if path.is_dir() else "does not exist"
-        raise RegionError(f"GeoJSON file {str(path)!r} {what}; check the path (or use --bbox W S E N)")
+        raise RegionError(f"GeoJSON file {str(path)!r} {what}; check the path (or {hint('instead')})")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -358,41 +417,46 @@ def _geojson_name(data: dict) -> str | None:
     return name if isinstance(name, str) and name else None
 
 
-def _polygons_from_geojson(data: dict) -> Polygon | MultiPolygon:
-    _check_crs(data)
+def _polygons_from_geojson(data: dict, *, crs: Any = None) -> Polygon | MultiPolygon:
+    if crs is None:
+        _check_crs(data)
     kind = data.get("type")
     if kind == "FeatureCollection":
         features = data.get("features") or []
         if not features:
-            raise RegionError("the GeoJSON FeatureCollection has no features; add a Polygon feature or use --bbox W S E N")
+            raise RegionError(f"the GeoJSON FeatureCollection has no features; add a Polygon feature or {hint('instead')}")
         geoms = [f.get("geometry") for f in features if isinstance(f, dict)]
         polys = [g for g in geoms if isinstance(g, dict) and g.get("type") in _POLYGON_TYPES]
         if not polys:
             kinds = sorted({str(g.get("type")) for g in geoms if isinstance(g, dict)}) or ["none"]
             raise RegionError(
                 f"the GeoJSON FeatureCollection has no Polygon or MultiPolygon features (found {', '.join(kinds)}); "
-                "a region needs a polygon: draw or buffer one, or use --bbox W S E N"
+                f"a region needs a polygon: draw or buffer one, or {hint('instead')}"
             )
-        parts = [_polygons_from_geojson(g) for g in polys]
+        parts = [_polygons_from_geojson(g, crs=crs) for g in polys]
         merged = shapely.union_all(parts)
         return _as_polygonal(merged)
     if kind == "Feature":
         geom = data.get("geometry")
         if not isinstance(geom, dict):
             raise RegionError("the GeoJSON Feature has no geometry; give a Feature with a Polygon or MultiPolygon geometry")
-        return _polygons_from_geojson(geom)
+        return _polygons_from_geojson(geom, crs=crs)
     if kind not in _POLYGON_TYPES:
         raise RegionError(
             f"GeoJSON type {kind!r} is not supported: a region needs a polygon; give a Polygon, MultiPolygon, "
             "Feature or FeatureCollection of polygons (buffer points or lines into a polygon first)"
         )
+    return _normalise(_shape(data, what=f"GeoJSON {kind}"), what=f"GeoJSON {kind}", crs=crs)
+
+
+def _shape(data: dict, *, what: str) -> BaseGeometry:
+    """A shapely geometry from a GeoJSON geometry mapping; RegionError when it is malformed."""
     try:
-        with warnings.catch_warnings():  # NaN coordinates are reported below, not as a warning
+        with warnings.catch_warnings():  # NaN coordinates are reported by _normalise, not as a warning
             warnings.simplefilter("ignore", RuntimeWarning)
-            geom = shape(data)
-    except (KeyError, TypeError, ValueError, IndexError, shapely.errors.ShapelyError) as exc:
-        raise RegionError(f"malformed GeoJSON {kind} ({exc}); each ring must be a closed list of [lon, lat] pairs") from None
-    return _normalise(geom, what=f"GeoJSON {kind}")
+            return shape(data)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, shapely.errors.ShapelyError) as exc:
+        raise RegionError(f"malformed {what} ({exc}); each ring must be a closed list of [lon, lat] pairs") from None
 
 
 def _check_crs(data: dict) -> None:
@@ -400,23 +464,25 @@ def _check_crs(data: dict) -> None:
     if isinstance(crs, dict):
         name = str((crs.get("properties") or {}).get("name", ""))
         if name and not re.search(r"CRS84|4326", name, re.IGNORECASE):
-            raise RegionError(f"GeoJSON declares CRS {name!r}; {_CRS_HINT}")
+            raise RegionError(f"GeoJSON declares CRS {name!r}, but GeoJSON {_LONLAT_RULE}; {hint('crs')}")
 
 
-def _normalise(geom: BaseGeometry, *, what: str) -> Polygon | MultiPolygon:
-    """Check a lon/lat (multi)polygon, split it at the antimeridian, orient it."""
+def _normalise(geom: BaseGeometry, *, what: str, crs: Any = None) -> Polygon | MultiPolygon:
+    """Check a (multi)polygon, take it from ``crs`` to lon/lat, split it at the antimeridian, orient it."""
     if geom.geom_type not in _POLYGON_TYPES:
         raise RegionError(f"a region needs a Polygon or MultiPolygon, got a {geom.geom_type}; buffer points or lines into a polygon first")
     if geom.is_empty:
         raise RegionError(f"the {what} is empty; give a polygon with at least three distinct corners")
     geom = shapely.force_2d(geom)
+    if crs is not None and math.isfinite(sum(geom.bounds)):
+        geom = sources.to_lonlat(geom, crs)
     coords = shapely.get_coordinates(geom)
     if not all(math.isfinite(v) for v in coords.ravel()):
         raise RegionError(f"the {what} has NaN or infinite coordinates; give finite lon/lat degrees")
     x, y = coords[:, 0], coords[:, 1]
     if abs(x).max() > 180 or abs(y).max() > 90:
         i = int((abs(x) > 180).argmax() if abs(x).max() > 180 else (abs(y) > 90).argmax())
-        raise RegionError(f"the {what} has coordinate ({x[i]:g}, {y[i]:g}) outside lon -180..180 / lat -90..90; {_CRS_HINT}")
+        raise RegionError(f"the {what} has coordinate ({x[i]:g}, {y[i]:g}) outside lon -180..180 / lat -90..90: {_LONLAT_RULE}; {hint('crs')}")
     parts = list(geom.geoms) if isinstance(geom, MultiPolygon) else [geom]
     out: list[Polygon] = []
     for part in parts:

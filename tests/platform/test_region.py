@@ -21,6 +21,7 @@ from geoloom.platform.region import (
     list_places,
     list_presets,
     presets_dir,
+    region_hints,
 )
 
 EQUATOR_1DEG_KM2 = 12_308.0  # geodesic area of a 1°x1° cell at the equator on WGS84
@@ -116,8 +117,10 @@ def test_bad_bbox_says_what_and_what_to_do(bbox, expected):
         Region.from_bbox(bbox)
     msg = str(info.value)
     assert expected in msg
-    assert "give --bbox W S E N" in msg
+    assert "give region=(W, S, E, N)" in msg and "--bbox" not in msg  # Python words in Python
     assert "\n" not in msg
+    with region_hints("cli"), pytest.raises(RegionError, match="give --bbox W S E N"):
+        Region.from_bbox(bbox)
 
 
 def test_zero_width_bbox():
@@ -343,7 +346,7 @@ def test_unknown_preset_lists_available(tmp_presets: Path):
     with pytest.raises(RegionError) as info:
         Region.from_preset("nowhere")
     msg = str(info.value)
-    assert "unknown preset 'nowhere'" in msg and "Coast-Strip, tiny-bay" in msg and "--bbox" in msg
+    assert "unknown preset 'nowhere'" in msg and "Coast-Strip, tiny-bay" in msg and "region=(W, S, E, N)" in msg
     with pytest.raises(RegionError, match="unknown preset"):
         Region.from_preset("../tiny-bay")
 
@@ -408,7 +411,9 @@ def test_unknown_place_suggests_close_matches():
     with pytest.raises(RegionError) as info:
         Region.from_place("Acra")
     msg = str(info.value)
-    assert "unknown place 'Acra'" in msg and "did you mean: Accra" in msg and "--bbox" in msg
+    assert "unknown place 'Acra'" in msg and "did you mean: Accra" in msg and "region=(W, S, E, N)" in msg
+    with region_hints("cli"), pytest.raises(RegionError, match="--bbox W S E N or --region FILE"):
+        Region.from_place("Acra")
     with pytest.raises(RegionError, match=r"unknown place 'zzzzqqq'; 'geoloom regions' lists"):
         Region.from_place("zzzzqqq")
 
@@ -472,7 +477,9 @@ def test_as_region_size_limit():
     assert f"{DEFAULT_MAX_AREA_KM2:,.0f} km²" in msg
     area = Region.from_bbox(big).area_km2
     assert f"{area:,.0f} km²" in msg
-    assert "split it" in msg and "max_area_km2" in msg and "--max-area" in msg
+    assert "split it" in msg and "max_area_km2=" in msg and "--max-area" not in msg
+    with region_hints("cli"), pytest.raises(RegionError, match="--max-area"):
+        as_region(big)
     assert as_region(big, max_area_km2=200_000).area_km2 == pytest.approx(area)
     assert as_region(big, max_area_km2=None).area_km2 == pytest.approx(area)
     with pytest.raises(RegionError, match="limit of 100 km²"):
@@ -497,3 +504,162 @@ def test_region_is_immutable_and_hashable():
     with pytest.raises(AttributeError):
         r.name = "other"  # type: ignore[misc]
     assert {r, Region.from_bbox((0, 0, 1, 1))} == {r}
+
+
+# -- what users hold: frames, files, rasters, other CRSs ---------------------------------------
+
+BAY = (-0.054, 5.618, -0.027, 5.645)
+
+
+def _same(region: Region, ref: Region, tol: float = 1e-9) -> bool:
+    return region.geometry.symmetric_difference(ref.geometry).area < tol * ref.geometry.area
+
+
+def _bay_frame(crs: str = "EPSG:3857", rows: int = 1):
+    import geopandas as gpd
+
+    w, s, e, n = BAY
+    mid = (w + e) / 2
+    parts = [box(w, s, e, n)] if rows == 1 else [box(w, s, mid, n), box(mid, s, e, n)]
+    return gpd.GeoDataFrame({"name": [f"part {i}" for i in range(rows)]}, geometry=parts, crs="EPSG:4326").to_crs(crs)
+
+
+def test_geodataframe_in_any_crs_is_dissolved_into_lonlat():
+    ref = Region.from_bbox(BAY)
+    # edges straight in UTM bend a little in lon/lat (densified); Web Mercator keeps a box a box
+    for crs, tol in (("EPSG:3857", 1e-9), ("EPSG:32630", 1e-4), ("EPSG:4326", 1e-9)):
+        frame = _bay_frame(crs, rows=2)
+        region = as_region(frame)
+        assert region.source == "frame" and isinstance(region.geometry, Polygon), crs
+        assert _same(region, ref, tol), crs
+        assert _same(as_region(frame.geometry), ref, tol), crs  # a GeoSeries too
+    assert Region.from_frame(_bay_frame(), name="bay").name == "bay"
+
+
+def test_geodataframe_crossing_the_antimeridian_is_split():
+    import geopandas as gpd
+    from pyproj import Transformer
+
+    to_3832 = Transformer.from_crs(4326, 3832, always_xy=True)  # Pacific-centred Mercator
+    (x0, x1), (y0, y1) = to_3832.transform([179.5, -179.5], [-17.0, -16.0])
+    region = as_region(gpd.GeoDataFrame(geometry=[box(x0, y0, x1, y1)], crs=3832))
+    assert region.crosses_antimeridian() and all(_all_within_lon_range(p) for p in region.geometry.geoms)
+    assert region.bbox_lonlat == pytest.approx((179.5, -17.0, -179.5, -16.0))
+
+
+def test_geometry_and_bbox_with_crs():
+    ref = Region.from_bbox(BAY)
+    frame = _bay_frame("EPSG:32630")
+    geom = frame.geometry.iloc[0]
+    assert _same(Region.from_geometry(geom, crs="EPSG:32630"), ref, 1e-4)
+    assert _same(as_region(geom, crs=32630), ref, 1e-4)
+    utm_box = as_region(tuple(frame.total_bounds), crs="EPSG:32630")  # the UTM box around the bay
+    assert utm_box.geometry.buffer(1e-6).contains(ref.geometry) and utm_box.area_km2 == pytest.approx(ref.area_km2, rel=0.02)
+    assert _same(as_region(json.loads(frame.to_json())["features"][0]["geometry"], crs="EPSG:32630"), ref, 1e-4)
+    with pytest.raises(RegionError, match="outside lon -180..180.*crs="):
+        as_region(geom)  # metres read as degrees: the message says to pass crs=
+    with pytest.raises(RegionError, match="says EPSG:4326; drop crs="):
+        as_region(frame, crs="EPSG:4326")
+
+
+def test_geo_interface_objects():
+    class Shape:
+        def __init__(self, data: dict, crs: str | None = None) -> None:
+            self.__geo_interface__ = data
+            if crs:
+                self.crs = crs
+
+    ref = Region.from_bbox(BAY)
+    assert _same(as_region(Shape(_square(*BAY))), ref)
+    assert _same(as_region(Shape({"type": "Feature", "properties": {}, "geometry": _square(*BAY)})), ref)
+    frame = _bay_frame("EPSG:3857")
+    assert _same(as_region(Shape(json.loads(frame.to_json()), crs="EPSG:3857")), ref)
+
+
+def test_raster_footprints():
+    import odc.geo.xr  # noqa: F401  (the .odc accessor)
+    import rioxarray  # noqa: F401  (the .rio accessor)
+    import xarray as xr
+    from odc.geo.geobox import GeoBox
+    from odc.geo.xr import xr_zeros
+
+    frame = _bay_frame("EPSG:32630")
+    geobox = GeoBox.from_bbox(tuple(frame.total_bounds), "EPSG:32630", resolution=10)
+    ref = Region.from_bbox(BAY)
+    for value in (geobox, xr_zeros(geobox, dtype="uint8")):
+        region = as_region(value)
+        assert region.source == "raster" and region.geometry.contains(ref.geometry.buffer(-1e-4))
+        assert region.area_km2 == pytest.approx(geobox.extent.area / 1e6, rel=0.01)
+    da = xr.DataArray(np.zeros((3, 3)), coords={"y": [25.0, 15.0, 5.0], "x": [5.0, 15.0, 25.0]}, dims=("y", "x"))
+    rio = as_region(da.rio.write_crs("EPSG:32630"))
+    assert rio.area_km2 == pytest.approx(900e-6, rel=0.01)
+    with pytest.raises(RegionError, match=r"has no CRS.*write_crs"):
+        as_region(da)
+
+
+def _write_vector_files(folder: Path) -> dict[str, Path]:
+    import zipfile
+
+    frame = _bay_frame("EPSG:4326")
+    paths = {"gpkg": folder / "area.gpkg", "kml": folder / "area.kml", "fgb": folder / "area.fgb",
+             "parquet": folder / "area.parquet", "zip": folder / "area.shp.zip"}
+    frame.to_crs(3857).to_file(paths["gpkg"], layer="bay")
+    frame.to_file(paths["gpkg"], layer="other")
+    frame.to_file(paths["kml"], driver="KML")
+    frame.to_crs(32630).to_file(paths["fgb"])
+    frame.to_crs(3857).to_parquet(paths["parquet"])
+    (folder / "shp").mkdir()
+    frame.to_crs(32630).to_file(folder / "shp" / "area.shp")
+    with zipfile.ZipFile(paths["zip"], "w") as z:
+        for f in (folder / "shp").iterdir():
+            z.write(f, f.name)
+    return paths
+
+
+def test_vector_files_of_every_format(tmp_path: Path):
+    paths = _write_vector_files(tmp_path)
+    ref = Region.from_bbox(BAY)
+    forms = {"gpkg": f"{paths['gpkg']}:bay", "kml": paths["kml"], "fgb": str(paths["fgb"]),
+             "parquet": paths["parquet"], "zip": str(paths["zip"])}
+    for label, value in forms.items():
+        region = as_region(value)
+        assert region.source == "file" and _same(region, ref, 1e-4), label
+    assert as_region(f"{paths['gpkg']}:bay").name == "bay"
+    assert as_region(paths["zip"]).name == "area"
+    assert Region.from_file(paths["gpkg"], layer="other").name == "other"
+
+
+def test_vector_file_errors_say_what_to_do(tmp_path: Path):
+    paths = _write_vector_files(tmp_path)
+    with pytest.raises(RegionError, match=rf"has 2 layers \(bay, other\); name one as region='{paths['gpkg']}:bay'"):
+        as_region(paths["gpkg"])
+    with region_hints("cli"), pytest.raises(RegionError, match=r"name one as --region .*area.gpkg:bay"):
+        as_region(paths["gpkg"])
+    with pytest.raises(RegionError, match="has no layer 'nope'; its layers are: bay, other"):
+        as_region(f"{paths['gpkg']}:nope")
+    with pytest.raises(RegionError, match="'missing.gpkg' does not exist"):
+        as_region("missing.gpkg:bay")
+    junk = tmp_path / "junk.gpkg"
+    junk.write_bytes(b"not a geopackage")
+    with pytest.raises(RegionError, match="cannot read junk.gpkg as a vector file"):
+        as_region(junk)
+
+
+def test_a_wrong_object_gets_a_python_worded_error():
+    with pytest.raises(RegionError) as info:
+        as_region(object())
+    msg = str(info.value)
+    assert "cannot use a object as a region; give region= as (W, S, E, N)" in msg
+    assert "GeoDataFrame" in msg and "__geo_interface__" in msg and "--" not in msg
+    with pytest.raises(RegionError, match=r"looks like projected metres: pass crs="):
+        as_region((500_000, 600_000, 510_000, 610_000))
+
+
+def test_region_module_imports_no_heavy_libraries():
+    import subprocess
+    import sys
+
+    code = ("import sys, geoloom.platform.region; "
+            "print([m for m in ('geopandas', 'pyogrio', 'xarray', 'odc.geo') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
