@@ -32,6 +32,7 @@ from geoloom.platform.sensors import SCL_LAND
 __all__ = [
     "CARD_FILE", "CHANNELS", "DOWNSAMPLE", "DebrisNet", "HALO", "LAND_SCL", "MarineDebrisModel", "NAME",
     "MODELS_DIR", "WEIGHTS_FILE", "active_files", "build_card", "pick_device", "read_card_data", "receptive_field_radius",
+    "water_window",
 ]
 
 #: Feature channels at full, 1/2 and 1/4 resolution.
@@ -163,6 +164,23 @@ def infer(net: DebrisNet, x: np.ndarray, device: torch.device) -> np.ndarray:
     return p[:, 0, :h, :w].cpu().numpy()
 
 
+def water_window(wanted: np.ndarray, context: int = HALO) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """The rows and columns the network must see to score every ``wanted`` pixel as it would on the whole
+    tile: their bounding box grown by the receptive field, its start on the pooling grid (a multiple of
+    DOWNSAMPLE from the tile origin) and its end on it too or at the tile's edge; None if nothing is wanted."""
+    rows, cols = np.flatnonzero(wanted.any(axis=1)), np.flatnonzero(wanted.any(axis=0))
+    if rows.size == 0:
+        return None
+    h, w = wanted.shape
+
+    def span(lo: int, hi: int, n: int) -> tuple[int, int]:
+        start = max(0, lo - context) // DOWNSAMPLE * DOWNSAMPLE
+        end = -(-(hi + 1 + context) // DOWNSAMPLE) * DOWNSAMPLE
+        return start, n if end >= n else end
+
+    return span(int(rows[0]), int(rows[-1]), h), span(int(cols[0]), int(cols[-1]), w)
+
+
 # --------------------------------------------------------------------------- the model
 class MarineDebrisModel:
     """Debris probability and mask for a tile: cloud mask (the ``clouds`` model) and land mask
@@ -217,12 +235,13 @@ class MarineDebrisModel:
         else:
             clouds, land = np.zeros(invalid.shape, np.uint8), np.zeros(invalid.shape, bool)
         nodata = invalid | (clouds == CLOUD) | (clouds == SHADOW) | (clouds == CLOUD_NODATA)
-        if nodata.all():
-            prob = np.full(invalid.shape, np.nan, dtype=np.float32)
-        else:
-            x = np.stack([tile[b].values for b in REFLECTANCE_BANDS])[None]
-            prob = np.where(land, np.float32(0.0), self.probability(x)[0]).astype(np.float32)
-            prob[nodata] = np.nan
+        prob = np.where(land, np.float32(0.0), np.float32(np.nan)).astype(np.float32)
+        window = water_window(~(nodata | land))
+        if window is not None:  # the network runs only where there is clear water (and its context)
+            (y0, y1), (x0, x1) = window
+            x = np.stack([tile[b].values[y0:y1, x0:x1] for b in REFLECTANCE_BANDS])[None]
+            prob[y0:y1, x0:x1] = np.where(land[y0:y1, x0:x1], np.float32(0.0), self.probability(x)[0])
+        prob[nodata] = np.nan
         debris = (prob >= self.threshold).astype(np.uint8)
         debris[nodata] = 255
         return {"probability": prob, "debris": debris}

@@ -24,7 +24,7 @@ from geoloom.platform.models.card import file_sha256, validate_card
 from geoloom.platform.models.clouds import CLEAR, CLOUD, CIRRUS, SHADOW, CloudModel, classify_scl
 from geoloom.platform.models.indices import FDIModel
 from geoloom.platform.models.marine_debris import (
-    DOWNSAMPLE, HALO, WEIGHTS_FILE, DebrisNet, MarineDebrisModel, receptive_field_radius,
+    DOWNSAMPLE, HALO, WEIGHTS_FILE, DebrisNet, MarineDebrisModel, receptive_field_radius, water_window,
 )
 from geoloom.platform.models.training import pixel_scores
 from geoloom.platform.scenes import synthesize_scene
@@ -358,3 +358,40 @@ def test_entry_point_plugins_load_and_broken_ones_only_warn(tmp_path, monkeypatc
         sys.modules.pop("geoloom_test_plug", None)
         registry.refresh()
     assert "test-plug" not in registry.model_names()
+
+
+def test_the_network_runs_only_around_clear_water_and_gives_the_whole_tile_values(sample_catalog):
+    from geoloom.platform.catalog import search_scenes
+    from geoloom.platform.composite import composite_tile
+    from geoloom.platform.plan import plan_tiles
+    from geoloom.platform.reading import read_band
+    from geoloom.platform.region import as_region
+
+    region = as_region("sample-area")
+    scenes = search_scenes(str(sample_catalog), region)
+    model = MarineDebrisModel()
+    plan = plan_tiles(region, scenes, bands=model.card.bands, resolution=10.0, halo=HALO, tile_size=256)
+    coastal = [t for t in plan.tiles if t.row == 3][:6]  # tiles across the coast: land, sea and clouds
+    crops = 0
+    for task in coastal:
+        by_id = {s.id: s for s in plan.scenes}
+        tile, _ = composite_tile([by_id[i] for i in task.scene_ids], model.card.bands, task.read_geobox,
+                                 lambda sc, b, gb: read_band(sc.assets[b], gb, plan.warp_grid))
+        out = model.predict(tile)["probability"]
+        whole = model.probability(np.stack([tile[b].values for b in REFLECTANCE_BANDS])[None])[0]
+        keep = np.isfinite(out) & (out > 0)
+        np.testing.assert_allclose(out[keep], whole[keep], atol=2e-6)
+        scl = np.nan_to_num(tile["scl"].values)
+        window = water_window(np.isin(scl, (2, 6, 7)))
+        crops += window is not None and window != ((0, tile.sizes["y"]), (0, tile.sizes["x"]))
+    assert crops > 0, "no tile had land or cloud to leave out"
+
+
+def test_the_water_window_keeps_the_receptive_field_and_the_pooling_grid():
+    wanted = np.zeros((100, 100), bool)
+    wanted[50:53, 60:61] = True
+    (y0, y1), (x0, x1) = water_window(wanted)
+    assert y0 % DOWNSAMPLE == 0 and x0 % DOWNSAMPLE == 0 and (y1 % DOWNSAMPLE == 0 or y1 == 100)
+    assert y0 <= 50 - HALO and y1 >= 53 + HALO and x0 <= 60 - HALO and x1 >= 61 + HALO
+    assert water_window(np.zeros((8, 8), bool)) is None
+    assert water_window(np.ones((10, 10), bool)) == ((0, 10), (0, 10))
