@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
 import mimetypes
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 #: The package's own copy (served as static files).
 VENDOR_DIR = Path(__file__).resolve().with_name("static") / "vendor"
@@ -65,6 +67,12 @@ PACKAGES: tuple[NpmPackage, ...] = (
         "jquery",
     ),
     NpmPackage(
+        "world-atlas", "2.0.2",
+        "sha512-IXfV0qwlKXpckz1FhwXVwKRjiIhOnWttOskm5CtxMsjgE/MXAYRHWJqgXOpM8IkcPBoXnyTU5lFHcYa5ChG0LQ==",
+        ("countries-50m.json", "LICENSE"),
+        "world-atlas",
+    ),
+    NpmPackage(
         "bootstrap", "5.2.2",
         "sha512-dEtzMTV71n6Fhmbg4fYJzQsw1N29hJKO1js5ackCgIpDcGid2ETMGC6zwSYw09v05Y+oRdQ9loC54zB1La3hHQ==",
         ("dist/js/bootstrap.bundle.min.js", "dist/css/bootstrap.min.css"),
@@ -86,6 +94,8 @@ MAP_CSS = (
 )
 DRAW_JS = (("leaflet_draw_js", "leaflet-draw/leaflet.draw.js"),)
 DRAW_CSS = (("leaflet_draw_css", "leaflet-draw/leaflet.draw.css"),)
+#: Natural Earth countries (TopoJSON, 1:50m): land, coasts and borders, the offline basemap.
+WORLD_COUNTRIES = "world-atlas/countries-50m.json"
 
 
 def user_vendor_dir() -> Path:
@@ -103,7 +113,7 @@ def target_path(pkg: NpmPackage, member: str, folder: Path | None = None) -> Pat
 
 def missing_files(folder: Path | None = None) -> list[str]:
     """Vendor files the map needs that are not in ``folder`` (default: the package's copy)."""
-    needed = [p for _, p in (*MAP_JS, *MAP_CSS, *DRAW_JS, *DRAW_CSS)]
+    needed = [p for _, p in (*MAP_JS, *MAP_CSS, *DRAW_JS, *DRAW_CSS)] + [WORLD_COUNTRIES]
     return [p for p in needed if not ((folder or VENDOR_DIR) / p).is_file()]
 
 
@@ -124,6 +134,7 @@ class MapAssets:
     draw_js: list[tuple[str, str]]
     draw_css: list[tuple[str, str]]
     mode: str  # "static" (served by the app), "inline" (data: URLs) or "missing"
+    folder: Path | None = None  # where the files are (the offline outlines are read from it)
 
 
 def static_url(rel: str, base_path: str = "") -> str:
@@ -146,7 +157,7 @@ def map_assets(*, static_serving: bool, base_path: str = "") -> MapAssets:
             return _inline_url(str(folder / rel))
         mode = "inline"
     pairs = lambda items: [(name, url(rel)) for name, rel in items]  # noqa: E731
-    return MapAssets(pairs(MAP_JS), pairs(MAP_CSS), pairs(DRAW_JS), pairs(DRAW_CSS), mode)
+    return MapAssets(pairs(MAP_JS), pairs(MAP_CSS), pairs(DRAW_JS), pairs(DRAW_CSS), mode, folder)
 
 
 @functools.lru_cache(maxsize=32)
@@ -171,6 +182,24 @@ def _inline_url(file: str) -> str:
         text = re.sub(r"url\((['\"]?)([^'\")]+)\1\)", repl, text)
         return "data:text/css;base64," + base64.b64encode(text.encode()).decode()
     return _data_url(path)
+
+
+@functools.lru_cache(maxsize=2)
+def world_outlines(folder: str, tolerance_deg: float = 0.03) -> dict:
+    """Natural Earth countries as compact GeoJSON (simplified to ``tolerance_deg``, coordinates to
+    0.001 degree, no properties): land, coastlines and borders on the map with no internet."""
+    import geopandas as gpd
+
+    countries = gpd.read_file(Path(folder) / WORLD_COUNTRIES, layer="countries").set_crs(4326, allow_override=True)
+    data = json.loads(countries.geometry.simplify(tolerance_deg).to_json())
+
+    def rounded(value: Any) -> Any:
+        return [rounded(v) for v in value] if isinstance(value, list) else round(value, 3)
+
+    features = [{"type": "Feature", "properties": {},
+                 "geometry": {"type": f["geometry"]["type"], "coordinates": rounded(f["geometry"]["coordinates"])}}
+                for f in data["features"] if f.get("geometry")]
+    return {"type": "FeatureCollection", "features": features}
 
 
 def _data_url(path: Path) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import folium
@@ -22,7 +23,7 @@ from pyproj import Transformer
 
 from geoloom.workflows import Region
 
-from geoloom.ui.assets import MapAssets
+from geoloom.ui.assets import MapAssets, world_outlines
 from geoloom.ui.jobs import TileGrid
 from geoloom.ui.rendering import Legend, LayerImage
 
@@ -30,7 +31,8 @@ TILE_COLOURS = {"pending": "#9e9e9e", "running": "#1e88e5", "done": "#43a047", "
 TILE_LABELS = {"pending": "waiting", "running": "running", "done": "done", "failed": "failed"}
 REGION_COLOUR = "#ff9800"
 DETECTION_COLOUR = "#ff1744"
-BACKGROUND = "#dfe7ec"
+BACKGROUND = "#dfe7ec"  # the sea
+LAND_COLOUR = "#f3f0e6"
 MAP_HEIGHT = 620
 
 
@@ -145,6 +147,8 @@ def build_map(c: MapContent) -> MapArgs:
     m.get_root().header.add_child(Element(
         f"<style>.leaflet-container{{background:{BACKGROUND}}} .leaflet-image-layer{{image-rendering:auto}}</style>"
     ))
+    if c.assets.folder is not None:
+        outlines_layer(c.assets.folder).add_to(m)
     if c.basemap == "osm":
         folium.TileLayer("OpenStreetMap", name="OpenStreetMap", control=True, max_zoom=19).add_to(m)
         BasemapFallback().add_to(m)
@@ -204,6 +208,15 @@ def build_map(c: MapContent) -> MapArgs:
         w, s, e, n = c.focus_bounds
         center, zoom = ((s + n) / 2, (w + e) / 2), zoom_for(c.focus_bounds)
     return MapArgs(m, groups, folium.LayerControl(collapsed=False, position="topright"), center, zoom)
+
+
+def outlines_layer(folder: Path) -> folium.FeatureGroup:
+    """Land, coasts and borders (Natural Earth, served by the app) under everything else."""
+    fg = folium.FeatureGroup(name="Land and borders (offline)", show=True, control=True)
+    folium.GeoJson(world_outlines(str(folder)), interactive=False,
+                   style_function=lambda _: {"color": "#8a8f99", "weight": 1, "fillColor": LAND_COLOUR,
+                                             "fillOpacity": 1.0}).add_to(fg)
+    return fg
 
 
 def _overlay(img: LayerImage, opacity: float, *, zindex: int = 2) -> folium.raster_layers.ImageOverlay:

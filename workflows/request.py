@@ -11,7 +11,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from geoloom.platform.errors import OutputError
 from geoloom.platform.region import DEFAULT_MAX_AREA_KM2, Region, as_region
@@ -49,10 +49,13 @@ class Imagery:
     max_cloud: float | None = None
     query: dict[str, Any] | None = None
     sign: str | None = None
+    exclude: tuple[str, ...] = ()  # scene ids left out by the analyst
 
     def to_dict(self) -> dict[str, Any]:
         """The imagery as a plain dict (for request.json)."""
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d["exclude"] = list(self.exclude)
+        return d
 
     def query_expressions(self) -> list[str]:
         """The property filters as ``PROP OP VALUE`` text, as the CLI and the UI take them."""
@@ -61,7 +64,9 @@ class Imagery:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Imagery:
         """Imagery from a dict written by ``to_dict``; unknown keys are ignored."""
-        return cls(**_fields(cls, data))
+        values = _fields(cls, data)
+        values["exclude"] = tuple(values.get("exclude") or ())
+        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +173,7 @@ def build_request(
     max_cloud: float | None = None,
     query: Any = None,
     sign: str | None = None,
+    exclude: Sequence[str] = (),
     resolution: float | None = None,
     crs: str | None = None,
     tile_size: int | None = None,
@@ -194,7 +200,7 @@ def build_request(
         out=str(out),
         imagery=Imagery(catalog=str(catalog or default_catalog()), collection=collection,
                         start=str(start) if start else None, end=str(end) if end else None, max_cloud=max_cloud,
-                        query=parse_query(query) or None, sign=sign),
+                        query=parse_query(query) or None, sign=sign, exclude=tuple(exclude)),
         grid=Grid(resolution=resolution, crs=crs, tile_size=tile_size),
         execution=Execution(runtime=runtime, cluster=cluster, workers=workers, retries=retries),
     )

@@ -18,8 +18,9 @@ from typing import Any, Callable, Iterator
 from geoloom.platform.atmosphere import corrected_scenes, level_corrections
 from geoloom.platform.band_masks import derivable_bands
 from geoloom.platform.bands import require_bands
-from geoloom.platform.catalog import Scene, search_scenes
-from geoloom.platform.errors import ModelError, OutputError
+from geoloom.platform.catalog import Scene, SceneList, search_scenes
+from geoloom.platform.errors import ModelError, NoImageryError, OutputError
+from geoloom.platform.region import Region
 from geoloom.platform.ledger import Ledger
 from geoloom.platform.models.card import ModelCard
 from geoloom.platform.mosaic import create_store, drop_partial_chunks
@@ -32,7 +33,7 @@ from geoloom.runtime.engine import placement, run_tiles
 from geoloom.runtime.executors import ClusterInfo, Executor, make_executor
 from geoloom.runtime.model_cache import model_card
 from geoloom.runtime.progress import ProgressCallback
-from geoloom.workflows.request import RunRequest
+from geoloom.workflows.request import Imagery, RunRequest
 
 #: Files a run folder holds; only these are replaced by ``overwrite``.
 RUN_FILES = ("request.json", "run.json", "ledger.jsonl", "result.zarr", "parts", "result.tif",
@@ -64,12 +65,25 @@ class Prepared:
         }
 
 
+def search_imagery(imagery: Imagery, region: Region) -> SceneList:
+    """The scenes of ``imagery`` over ``region`` (search, then the analyst's exclusions)."""
+    found = search_scenes(imagery.catalog, region, start=imagery.start, end=imagery.end,
+                          max_cloud=imagery.max_cloud, collection=imagery.collection, query=imagery.query,
+                          sign=imagery.sign)
+    if not imagery.exclude:
+        return found
+    kept = SceneList(s for s in found if s.id not in set(imagery.exclude))
+    kept.matched = found.matched
+    if not kept:
+        raise NoImageryError(f"every scene of the search was left out ({len(found)}); keep at least one scene")
+    return kept
+
+
 def prepare(request: RunRequest) -> Prepared:
     """Validate the request and plan it; reads no pixels."""
     card = model_card(request.model)
     im, grid = request.imagery, request.grid
-    scenes = search_scenes(im.catalog, request.region, start=im.start, end=im.end, max_cloud=im.max_cloud,
-                           collection=im.collection, query=im.query, sign=im.sign)
+    scenes = search_imagery(im, request.region)
     taken = [s for s in scenes if not card.levels or s.level is None or s.level in card.levels]
     if not taken:
         levels = ", ".join(sorted({str(s.level) for s in scenes}))

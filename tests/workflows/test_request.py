@@ -88,3 +88,18 @@ def test_request_from_folder_refuses_an_older_or_empty_folder(tmp_path):
     (tmp_path / "request.json").write_text(json.dumps({"run_id": "x", "parameters": {}, "region": {}}))
     with pytest.raises(OutputError, match="older geoloom"):
         request_from_folder(tmp_path)
+
+
+def test_scenes_left_out_are_not_used_and_leaving_out_all_is_explained(sample_catalog):
+    from geoloom.platform.errors import NoImageryError
+    from geoloom.workflows import plan_request
+
+    full = plan_request(build_request("sample-bay", model="fdi", out="o", catalog=sample_catalog))
+    dropped = full.scenes[0].id
+    fewer = plan_request(build_request("sample-bay", model="fdi", out="o", catalog=sample_catalog, exclude=[dropped]))
+    assert dropped not in {s.id for s in fewer.scenes} and len(fewer.scenes) == len(full.scenes) - 1
+    assert fewer.request.imagery.exclude == (dropped,)
+    assert RunRequest.from_dict(fewer.request.to_dict()) == fewer.request
+    with pytest.raises(NoImageryError, match="left out"):
+        plan_request(build_request("sample-bay", model="fdi", out="o", catalog=sample_catalog,
+                                   exclude=[s.id for s in full.scenes] + ["x"]))
