@@ -99,3 +99,92 @@ def test_training_code_stays_in_the_bottom_layer():
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             assert not [n for n in names if n.startswith(upper)], f"{path.name}:{node.lineno} imports {names}"
+
+
+# --------------------------------------------------------------------------- real-water effects
+def _flat_sea(size: int = 96, value: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A patch of MARIDA water (or a flat ``value``), water labels, with debris on one row."""
+    from geoloom.platform.spectra import ENDMEMBERS
+
+    spec = ENDMEMBERS["water"].astype(np.float32) if value is None else np.full(12, value, dtype=np.float32)
+    x = np.repeat(np.repeat(spec[:, None, None], size, axis=1), size, axis=2).copy()
+    labels = np.full((size, size), WATER, dtype=np.uint8)
+    labels[40, 10:80] = DEBRIS
+    return x, labels
+
+
+def test_realism_is_deterministic_for_a_seed_and_keeps_labels():
+    from geoloom.platform.models.training.realism import add_realism
+    from geoloom.platform.scenes import synthesize_scene
+    from geoloom.platform.bands import REFLECTANCE_BANDS
+
+    bands, labels = synthesize_scene(1001, (96, 96))
+    x0 = np.stack([bands[b] for b in REFLECTANCE_BANDS])
+    before = labels.copy()
+    a, b, c = x0.copy(), x0.copy(), x0.copy()
+    on_a = add_realism(a, labels, np.random.default_rng(11))
+    on_b = add_realism(b, labels, np.random.default_rng(11))
+    add_realism(c, labels, np.random.default_rng(12))
+    assert on_a == on_b and np.array_equal(a, b) and not np.array_equal(a, c)
+    assert np.array_equal(labels, before) and np.isfinite(a).all()
+    for res, k in ((20, 2), (60, 6)):  # coarse bands stay whole native pixels
+        i = REFLECTANCE_BANDS.index("rededge1" if res == 20 else "coastal")
+        assert np.array_equal(a[i, ::k, ::k].repeat(k, 0).repeat(k, 1), a[i])
+
+
+def test_whitecaps_are_sparse_subpixel_foam_on_open_water_never_on_debris():
+    from geoloom.platform.models.training.realism import whitecaps
+    from geoloom.platform.scenes import LABEL_THRESHOLDS
+
+    x, labels = _flat_sea()
+    before = x.copy()
+    cover = whitecaps(x, labels, np.random.default_rng(3), density=(0.02, 0.03))
+    assert 0.001 < (cover > 0).mean() < 0.1  # sparse specks
+    assert cover.max() <= 0.2 < LABEL_THRESHOLDS["foam"]  # sub-pixel: the label stays water, not foam or debris
+    assert not cover[labels == DEBRIS].any()
+    d = x - before
+    speck = cover > 0.1
+    assert (d[1][speck] > 0.02).all() and (d[1][speck] > 3 * d[10][speck]).all()  # bright, falling in SWIR
+
+
+def test_sensor_noise_follows_the_documented_snr():
+    from geoloom.platform.bands import REFLECTANCE_BANDS
+    from geoloom.platform.models.training.realism import _SIGMA_REF, noise_sigma, sensor_noise
+    from geoloom.platform.spectra import NOISE_SIGMA
+
+    assert 0.0012 < _SIGMA_REF[REFLECTANCE_BANDS.index("blue")] < 0.0025  # SNR 154 at Lref
+    x, _ = _flat_sea(192, value=0.2)
+    sigma = noise_sigma(x)[:, 0, 0]
+    assert (noise_sigma(x + 0.1)[:, 0, 0] > sigma).all()  # signal-dependent
+    y = x.copy()
+    sensor_noise(y, np.random.default_rng(0))
+    i = REFLECTANCE_BANDS.index("blue")
+    want = np.sqrt(sigma[i] ** 2 - NOISE_SIGMA["blue"] ** 2)
+    assert abs((y - x)[i].std() / want - 1) < 0.05
+    j = REFLECTANCE_BANDS.index("swir16")  # a 20 m band: noise per 20 m pixel
+    assert np.array_equal((y - x)[j, ::2, ::2].repeat(2, 0).repeat(2, 1), (y - x)[j])
+
+
+def test_glint_waves_adjacency_and_offsets_change_what_they_claim():
+    from geoloom.platform.bands import REFLECTANCE_BANDS
+    from geoloom.platform.classes import LAND
+    from geoloom.platform.models.training.realism import adjacency, correction_offsets, sun_glint, wave_texture
+
+    x, labels = _flat_sea()
+    t = wave_texture(labels.shape, np.random.default_rng(1))
+    assert abs(t.mean()) < 1e-4 and abs(t.std() - 1) < 1e-3
+    y = x.copy()
+    g = sun_glint(y, labels, np.random.default_rng(2), t)
+    d = (y - x).mean(axis=(1, 2))
+    nir, blue = REFLECTANCE_BANDS.index("nir"), REFLECTANCE_BANDS.index("blue")
+    assert g.min() >= 0 and 0.8 < d[nir] / d[blue] < 1.25  # nearly flat in reflectance
+    assert d[nir] / x[nir].mean() > 2 * d[blue] / x[blue].mean()  # dominates where water is dark
+    assert g.std() > 0.05 * g.mean()  # varies across the patch
+    labels[:, :20] = LAND
+    x[:, :, :20] = 0.3
+    delta = adjacency(x, labels, np.random.default_rng(4))
+    assert not delta[:, :, :20].any() and (delta[nir, :, 21] > delta[nir, :, 60]).all() and delta[nir, 0, 21] > 0
+    offs = np.array([correction_offsets(np.random.default_rng(s)) for s in range(200)])
+    assert np.abs(offs).max() < 0.012 and (offs < 0).any() and (offs > 0).any()  # ~0.01 in the blue, more in B1
+    assert np.abs(offs[:, 2:]).max() < 0.01
+    assert np.abs(offs[:, blue]).mean() > np.abs(offs[:, REFLECTANCE_BANDS.index("swir22")]).mean()

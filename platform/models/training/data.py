@@ -1,4 +1,4 @@
-"""Training data for the marine-debris network: generated scenes, sediment plumes and patch sampling."""
+"""Training data for the marine-debris network: generated scenes, sediment plumes, real-water effects and patch sampling."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import numpy as np
 
 from geoloom.platform.bands import REFLECTANCE_BANDS
 from geoloom.platform.classes import DEBRIS, FOAM, SARGASSUM, SHIP, TURBID
+from geoloom.platform.models.training.realism import TRAINING, VALIDATION, RealismConfig, add_realism
 from geoloom.platform.sensors import REFLECTANCE_BY_RESOLUTION
 
 __all__ = [
-    "BLOCK", "EVAL_SEEDS", "PATCH", "PatchSampler", "ProgressFn", "TRAIN_SEED0", "VAL_SEEDS", "add_turbidity",
-    "bilinear_coarse_bands",
+    "BLOCK", "EVAL_SEEDS", "PATCH", "PatchSampler", "ProgressFn", "TRAIN_SEED0", "VAL_SEEDS", "VALIDATION",
+    "add_turbidity", "bilinear_coarse_bands",
 ]
 
 #: Progress callback: (stage, done, total).
@@ -96,9 +97,10 @@ def _block_mean(a: np.ndarray, k: int) -> np.ndarray:
 
 
 def _scenes(seeds: Sequence[int], size: int, *, bilinear: bool, progress: ProgressFn | None, stage: str,
-            plumes: bool = False) -> tuple[np.ndarray, np.ndarray]:
+            plumes: bool = False, realism: RealismConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Generated scenes as (n, 12, size, size) float16 reflectance and (n, size, size) uint8 labels;
-    ``plumes``: every other scene under a sediment plume (see :func:`add_turbidity`)."""
+    ``plumes``: every other scene under a sediment plume (see :func:`add_turbidity`); ``realism``:
+    three scenes in four with real-water effects (see :mod:`.realism`), seeded by the scene seed."""
     from geoloom.platform.scenes import synthesize_scene
 
     xs = np.empty((len(seeds), len(REFLECTANCE_BANDS), size, size), dtype=np.float16)
@@ -108,6 +110,8 @@ def _scenes(seeds: Sequence[int], size: int, *, bilinear: bool, progress: Progre
         x = np.stack([bands[b] for b in REFLECTANCE_BANDS])[None]
         if plumes and i % 2:
             add_turbidity(x[0], labels, np.random.default_rng([int(s), 0x7B]), strength=0.9, nodes=4)
+        if realism is not None and i % 4 != 3:
+            add_realism(x[0], labels, np.random.default_rng([int(s), 0x2EA1]), realism)
         xs[i] = bilinear_coarse_bands(x)[0] if bilinear else x[0]
         ys[i] = labels
         _tick(progress, stage, i + 1, len(seeds))
@@ -116,13 +120,14 @@ def _scenes(seeds: Sequence[int], size: int, *, bilinear: bool, progress: Progre
 
 class PatchSampler:
     """Random training patches: centred on debris, on hard negatives (foam, Sargassum, ships,
-    turbid water) or anywhere, with sediment plumes laid over some, flips, 90 degree rotations,
+    turbid water) or anywhere, with sediment plumes laid over some, real-water effects (noise at the
+    sensor's SNR, whitecaps, glint, waves, adjacency, correction offsets), flips, 90 degree rotations,
     brightness, noise and the resampling a warped read applies. One numpy generator, so a seed
     fixes every batch."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator, *, patch: int = PATCH,
-                 p_debris: float = 0.5, p_hard: float = 0.3) -> None:
-        self.x, self.y, self.rng, self.patch = x, y, rng, patch
+                 p_debris: float = 0.5, p_hard: float = 0.3, realism: RealismConfig | None = TRAINING) -> None:
+        self.x, self.y, self.rng, self.patch, self.realism = x, y, rng, patch, realism
         self.p_debris, self.p_hard = p_debris, p_hard
         self.debris = [np.flatnonzero(lab == DEBRIS) for lab in y]
         self.hard = [np.flatnonzero(np.isin(lab, _HARD)) for lab in y]
@@ -161,6 +166,8 @@ class PatchSampler:
             yb[k] = labels == DEBRIS
             if rng.random() < 0.35:  # a sediment plume over the patch
                 add_turbidity(xb[k], labels, rng, strength=float(rng.uniform(0.2, 1.0)))
+            if self.realism is not None:  # whitecaps, glint, waves, adjacency, offsets, sensor noise
+                add_realism(xb[k], labels, rng, self.realism)
         # resampling: half the patches get bilinear 20/60 m bands, some a sub-pixel shift (reprojection)
         resample = rng.random(n) < 0.5
         if resample.any():

@@ -15,8 +15,9 @@ import numpy as np
 from geoloom.platform.bands import REFLECTANCE_BANDS
 from geoloom.platform.classes import DEBRIS
 from geoloom.platform.models.training.data import (
-    BLOCK, PATCH, TRAIN_SEED0, VAL_SEEDS, PatchSampler, ProgressFn, _scenes, _tick,
+    BLOCK, PATCH, TRAIN_SEED0, VAL_SEEDS, VALIDATION, PatchSampler, ProgressFn, _scenes, _tick,
 )
+from geoloom.platform.models.training.realism import TRAINING
 from geoloom.platform.models.training.install import install_marine_debris
 from geoloom.platform.models.training.scores import _best_threshold, pixel_scores
 
@@ -57,7 +58,7 @@ def _losses(logits: Any, target: Any, pos_weight: Any) -> Any:
 def _fit(xt: np.ndarray, yt: np.ndarray, xv: np.ndarray, yv: np.ndarray, *, seed: int, epochs: int,
          steps_per_epoch: int, batch_size: int, lr: float, pos_weight: float, device: str = "cpu",
          progress: ProgressFn | None = None, channels: tuple[int, int, int] | None = None,
-         patch: int = PATCH) -> dict[str, Any]:
+         patch: int = PATCH, realism: bool = True) -> dict[str, Any]:
     """Train on scenes (xt, yt), validate on (xv, yv) after each epoch, keep the best epoch."""
     import torch
 
@@ -70,7 +71,8 @@ def _fit(xt: np.ndarray, yt: np.ndarray, xv: np.ndarray, yv: np.ndarray, *, seed
     net.band_mean.copy_(torch.from_numpy(sample.mean(axis=(0, 2, 3))))
     net.band_scale.copy_(torch.from_numpy(np.maximum(sample.std(axis=(0, 2, 3)), 1e-3)))
     net = net.to(dev)
-    sampler = PatchSampler(xt, yt, np.random.default_rng([seed, 0x7EA1]), patch=patch)
+    sampler = PatchSampler(xt, yt, np.random.default_rng([seed, 0x7EA1]), patch=patch,
+                           realism=TRAINING if realism else None)
     total = epochs * steps_per_epoch
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.15)
@@ -122,6 +124,7 @@ def train_marine_debris(
     threads: int | None = None,
     device: str = "cpu",
     install: bool = False,
+    realism: bool = True,
 ) -> Path:
     """Train the marine-debris network on generated scenes; returns the weights file.
 
@@ -130,6 +133,7 @@ def train_marine_debris(
     ``install=True`` also copies both into the package, replacing the shipped model.
     Deterministic for a seed on a given machine and thread count. ``device="cuda"`` trains
     on a GPU (faster, not bit-identical to a CPU run); the shipped weights were trained on CPU.
+    ``realism=False`` trains without the real-water effects of :mod:`.realism` (the earlier recipe).
     """
     import torch
 
@@ -156,11 +160,11 @@ def train_marine_debris(
     val_seeds = list(VAL_SEEDS)[:val_scenes]
     xt, yt = _scenes(train_seeds, scene_size, bilinear=False, progress=progress, stage="training scenes")
     xv, yv = _scenes(val_seeds, scene_size, bilinear=True, progress=progress, stage="validation scenes",
-                     plumes=True)
+                     plumes=True, realism=VALIDATION if realism else None)
     t_data = time.perf_counter() - t_start
 
     fit = _fit(xt, yt, xv, yv, seed=seed, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
-               lr=lr, pos_weight=pos_weight, device=device, progress=progress, patch=patch)
+               lr=lr, pos_weight=pos_weight, device=device, progress=progress, patch=patch, realism=realism)
     net, history, best_epoch, threshold, val_scores, fdi_val = (
         fit["net"], fit["history"], fit["best_epoch"], fit["threshold"], fit["scores"], fit["fdi"])
     fused = net.fused().to(memory_format=torch.contiguous_format)
@@ -175,8 +179,9 @@ def train_marine_debris(
         "training": {
             "data": (f"{train_scenes} generated scenes of {scene_size}x{scene_size} px at 10 m "
                      f"(synthesize_scene seeds {train_seeds[0]}-{train_seeds[-1]}); validation {val_scenes} scenes "
-                     f"(seeds {val_seeds[0]}-{val_seeds[-1]}, every other one under a sediment plume) read as the "
-                     "platform reads them (bilinear 20/60 m bands)"),
+                     f"(seeds {val_seeds[0]}-{val_seeds[-1]}, every other one under a sediment plume"
+                     + (", three in four with real-water effects" if realism else "")
+                     + ") read as the platform reads them (bilinear 20/60 m bands)"),
             "architecture": {"kind": "U-Net, 2 poolings, 3x3 convolutions, 1x1 skip fusion", "channels": list(CHANNELS),
                              "parameters": int(sum(p.numel() for p in fused.parameters())),
                              "receptive_field_px": _rf(), "halo_px": HALO},
@@ -185,7 +190,8 @@ def train_marine_debris(
             "augmentation": ("sediment plumes (35%: a smooth field turns part of the open water turbid, "
                              "the generator's endmember mixing); 8 flips/rotations; brightness x0.9-1.1 and "
                              "per-band gain x0.97-1.03; Gaussian noise sigma 0-0.0015; bilinear 20/60 m bands "
-                             "(50%); sub-pixel shift (25%); sub-pixel debris from the generator's fractional mixing"),
+                             "(50%); sub-pixel shift (25%); sub-pixel debris from the generator's fractional mixing"
+                             + (_REALISM if realism else "")),
             "loss": f"BCE (positive weight {pos_weight}) + soft Dice",
             "optimizer": f"AdamW lr {lr} one-cycle, weight decay 1e-4, batch {batch_size}, "
                          f"{epochs} epochs x {steps_per_epoch} steps",
@@ -207,6 +213,13 @@ def train_marine_debris(
     if install:
         install_marine_debris(out)
     return weights
+
+
+_REALISM = (
+    "; real-water effects (realism.py, per patch, before resampling): Sentinel-2 L1C sensor noise at the "
+    "documented SNR, signal-dependent (90%, x0.7-1.3), whitecaps 1-20% of a pixel with a wind field (55%, "
+    "labelled water), sun glint 0.002-0.04 with swath gradient (50%), wave texture 20-60 m (60%), adjacency "
+    "near land (60%), residual atmospheric-correction offsets up to ~0.01 in the blue (80%)")
 
 
 def _rf() -> int:
