@@ -1,4 +1,5 @@
-"""Publishing a run: COGs from the Zarr store, vector files, a quicklook PNG and the STAC manifest."""
+"""Publishing a run: COGs (each with a QGIS style beside it) from the Zarr store, vector files, a quicklook
+PNG and the STAC manifest."""
 
 from __future__ import annotations
 
@@ -22,20 +23,24 @@ from geoloom.platform.models.card import OutputSpec
 from geoloom.platform.mosaic import open_store
 from geoloom.platform.plan import Plan
 from geoloom.platform.reading import gdal_env
+from geoloom.platform.styles import VIRIDIS, hex_rgb, qgis_style, value_range
 
 #: Folders a publish step stages its GeoTIFFs in, inside the run folder (removed when it ends or on resume).
 STAGING_PREFIX = ".publish-"
 
 
 def write_cog(store: str | Path, spec: OutputSpec, plan: Plan, dst: str | Path) -> Path:
-    """Copy one layer of the store into a Cloud-Optimized GeoTIFF, a few chunks at a time (flat memory).
+    """Copy one layer of the store into a Cloud-Optimized GeoTIFF, a few chunks at a time (flat memory),
+    and write its QGIS style beside it (``result.tif`` -> ``result.qml``, loaded by QGIS with the layer).
 
     GDAL's block cache is bounded while the COG is built: its default (5% of RAM) let the
     publish step of a full Sentinel-2 tile grow to 1.75 GB; bounded, building the COG of an
     8192 x 8192 float32 layer adds nothing measurable to the process's peak (959 MB before).
     """
     with gdal_env():
-        return _write_cog(store, spec, plan, dst)
+        path = _write_cog(store, spec, plan, dst)
+    write_style(store, spec, path.with_suffix(".qml"))
+    return path
 
 
 def _write_cog(store: str | Path, spec: OutputSpec, plan: Plan, dst: str | Path) -> Path:
@@ -85,8 +90,8 @@ def write_detections(gdf: gpd.GeoDataFrame, folder: str | Path) -> tuple[Path, P
     return pq, gj
 
 
-#: 5-stop colour ramps (viridis-like for scores, blue-white-green for indices).
-_RAMP = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float32)
+#: The ramp of float layers as RGB rows (the colours are defined in :mod:`geoloom.platform.styles`).
+_RAMP = np.array([hex_rgb(c) for c in VIRIDIS], dtype=np.float32)
 
 
 def colorize(values: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
@@ -101,24 +106,35 @@ def colorize(values: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
 
 
 def display_range(spec: OutputSpec, values: np.ndarray) -> tuple[float, float]:
-    """The value range a quicklook colours: 0-1 for probabilities and masks, else the 2nd-98th percentile."""
-    if spec.kind == "probability" or spec.kind == "mask":
-        return 0.0, 1.0
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return 0.0, 1.0
-    lo, hi = np.percentile(finite, [2, 98])
-    return float(lo), float(hi if hi > lo else lo + 1e-6)
+    """The value range a quicklook and a QGIS style colour: 0-1 for probabilities and masks, else the 2nd-98th percentile."""
+    return value_range(spec.kind, values)
 
 
-def write_quicklook(store: str | Path, spec: OutputSpec, dst: str | Path, *, max_size: int = 1024) -> Path:
-    """A small PNG of the primary layer (decimated reads, so memory stays small)."""
-    ds = open_store(store)
-    arr = ds[spec.name]
+def _decimated(store: str | Path, spec: OutputSpec, max_size: int) -> np.ndarray:
+    """Every n-th pixel of a layer as float32 (at most ``max_size`` a side), nodata as NaN."""
+    arr = open_store(store)[spec.name]
     step = max(1, int(np.ceil(max(arr.shape) / max_size)))
     values = np.asarray(arr[::step, ::step].values, dtype=np.float32)
     if not spec.dtype.startswith("float") and spec.nodata is not None:
         values[values == spec.nodata] = np.nan
+    return values
+
+
+def write_style(store: str | Path, spec: OutputSpec, dst: str | Path, *, max_size: int = 1024) -> Path:
+    """A QGIS style (``.qml``) for one layer: the quicklook's ramp and range, or the map's class colours."""
+    vmin, vmax = 0.0, 1.0
+    if spec.dtype.startswith("float") and spec.kind not in ("probability", "mask"):
+        vmin, vmax = display_range(spec, _decimated(store, spec, max_size))
+    dst = Path(dst)
+    part = dst.with_name(dst.name + ".part")
+    part.write_text(qgis_style(spec, vmin, vmax), encoding="utf-8")
+    os.replace(part, dst)
+    return dst
+
+
+def write_quicklook(store: str | Path, spec: OutputSpec, dst: str | Path, *, max_size: int = 1024) -> Path:
+    """A small PNG of the primary layer (decimated reads, so memory stays small)."""
+    values = _decimated(store, spec, max_size)
     vmin, vmax = display_range(spec, values)
     part = Path(dst).with_suffix(".png.part")
     Image.fromarray(colorize(values, vmin, vmax), "RGBA").save(part, format="PNG", optimize=False)

@@ -21,18 +21,10 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.warp import calculate_default_transform, reproject
 
-from geoloom.workflows import Run
+from geoloom.workflows import Run, styles
 
 #: Longest side of a rendered layer, in pixels (bigger layers are read decimated).
 MAX_PX = 1400
-
-VIRIDIS = ("#440154", "#472d7b", "#3b528b", "#2c728e", "#21918c", "#28ae80", "#5ec962", "#addc30", "#fde725")
-
-#: Colours of class values 1, 2, ... (value 0, "nothing found", is left transparent).
-CLASS_COLOURS = ("#ff2e88", "#ffb000", "#00c2ff", "#7cff3a", "#b26bff", "#ff6b3d", "#3dffd0", "#ffffff")
-
-#: Probability at and above which a probability layer is drawn fully opaque.
-PROBABILITY_OPAQUE = 0.5
 
 #: Name of the packed true-colour layer written by :mod:`geoloom.ui.imagery`.
 RGB_LAYER = "truecolour"
@@ -157,33 +149,21 @@ def _bounds_latlon(transform: Affine, w: int, h: int):
     return ((float(south), float(west)), (float(north), float(east)))
 
 
-def _hex(c: str) -> tuple[int, int, int]:
-    return tuple(int(c[i:i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
-
-
 def _ramp_lut(colours: tuple[str, ...], n: int = 256) -> np.ndarray:
-    anchors = np.array([_hex(c) for c in colours], dtype="float32")
+    anchors = np.array([styles.hex_rgb(c) for c in colours], dtype="float32")
     xs = np.linspace(0, 1, len(colours))
     t = np.linspace(0, 1, n)
     return np.stack([np.interp(t, xs, anchors[:, i]) for i in range(3)], axis=-1).astype("uint8")
 
 
 def value_range(data: np.ndarray, attrs: dict[str, Any]) -> tuple[float, float]:
-    """Colour range of a float layer: [0, 1] for probabilities, robust percentiles otherwise."""
-    if attrs.get("kind") == "probability":
-        return 0.0, 1.0
-    finite = data[np.isfinite(data)]
-    if finite.size == 0:
-        return 0.0, 1.0
-    lo, hi = (float(v) for v in np.percentile(finite, [2, 99.5]))
-    if hi <= lo:
-        hi = lo + 1e-6
-    return lo, hi
+    """Colour range of a float layer: the quicklook's and the QGIS style's (0-1 for probabilities)."""
+    return styles.value_range(attrs.get("kind"), data)
 
 
 def _colour_ramp(data: np.ndarray, attrs: dict[str, Any], layer: str):
     vmin, vmax = value_range(data, attrs)
-    lut = _ramp_lut(VIRIDIS)
+    lut = _ramp_lut(styles.VIRIDIS)
     valid = np.isfinite(data)
     idx = np.clip((np.nan_to_num(data, nan=vmin) - vmin) / (vmax - vmin) * 255, 0, 255).astype("uint8")
     rgb = lut[idx]
@@ -191,10 +171,10 @@ def _colour_ramp(data: np.ndarray, attrs: dict[str, Any], layer: str):
     title = attrs.get("long_name") or layer
     if attrs.get("kind") == "probability":
         # low probabilities fade out, so what the model found stands out on the imagery
-        fade = np.clip(np.nan_to_num(data, nan=0.0) / PROBABILITY_OPAQUE, 0, 1)
+        fade = np.clip(np.nan_to_num(data, nan=0.0) / styles.PROBABILITY_OPAQUE, 0, 1)
         alpha = (alpha * (0.15 + 0.85 * fade)).astype("uint8")
         title = f"{title} (faint where low)"
-    return np.dstack([rgb, alpha]), Legend(title, "ramp", VIRIDIS, vmin, vmax)
+    return np.dstack([rgb, alpha]), Legend(title, "ramp", styles.VIRIDIS, vmin, vmax)
 
 
 def _colour_classes(data: np.ndarray, nodata: int, attrs: dict[str, Any], layer: str):
@@ -203,10 +183,9 @@ def _colour_classes(data: np.ndarray, nodata: int, attrs: dict[str, Any], layer:
     labels = {v: (meanings[i].replace("_", " ") if i < len(meanings) else str(v)) for i, v in enumerate(values)}
     rgba = np.zeros(data.shape + (4,), dtype="uint8")
     entries = []
-    for i, v in enumerate(x for x in values if x != 0):
-        colour = CLASS_COLOURS[i % len(CLASS_COLOURS)]
+    for v, colour in styles.class_colours(values):
         mask = data == v
-        rgba[mask, :3] = _hex(colour)
+        rgba[mask, :3] = styles.hex_rgb(colour)
         rgba[mask, 3] = 255
         entries.append((colour, labels.get(v, str(v))))
     title = attrs.get("long_name") or layer

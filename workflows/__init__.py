@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from geoloom.platform import styles
 from geoloom.platform.errors import (
     BandError,
     CatalogError,
@@ -23,7 +24,7 @@ from geoloom.platform.errors import (
 from geoloom.platform.models.card import ModelCard
 from geoloom.platform.models.registry import card_text, get_card, list_cards, model_names
 from geoloom.platform.plan import Plan
-from geoloom.platform.region import DEFAULT_MAX_AREA_KM2, Region, as_region, list_places, list_presets
+from geoloom.platform.region import DEFAULT_MAX_AREA_KM2, Region, as_region, list_places, list_presets, region_hints
 from geoloom.platform.userdata import data_dir, web_assets_dir
 from geoloom.runtime.progress import Progress
 from geoloom.workflows.api import Run, TileCounts, detect, map_tiles, open_run, plan_request, plan_run, run_request
@@ -35,8 +36,9 @@ from geoloom.workflows.runs import Prepared
 __all__ = [
     "BandError", "CatalogError", "DateError", "GeoloomError", "ImageryReadError", "ModelError", "NoImageryError",
     "OutputError", "PlanError", "RegionError", "RunError", "ModelCard", "card_text", "get_card", "list_cards",
-    "model_names", "Plan", "DEFAULT_MAX_AREA_KM2", "Region", "as_region", "list_places", "list_presets", "Progress",
+    "model_names", "Plan", "DEFAULT_MAX_AREA_KM2", "Region", "as_region", "list_places", "list_presets", "region_hints",
+    "Progress",
     "DEFAULT_MODEL", "Execution", "Grid", "Imagery", "Prepared", "Run", "RunRequest", "TileCounts", "build_request",
     "detect", "map_tiles", "open_run", "plan_request", "plan_run", "request_from_folder", "run_request", "default_catalog",
-    "data_dir", "web_assets_dir",
+    "data_dir", "web_assets_dir", "styles",
 ]

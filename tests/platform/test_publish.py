@@ -141,7 +141,8 @@ def test_cog_overviews_average_indices_and_keep_class_values(cogs: dict[str, Pat
 
 def test_cogs_leave_no_staging_files_behind(cogs: dict[str, Path]):
     folder = next(iter(cogs.values())).parent
-    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in cogs.values())
+    beside = [p.with_suffix(s).name for p in cogs.values() for s in (".tif", ".qml")]  # each COG and its QGIS style
+    assert sorted(p.name for p in folder.iterdir()) == sorted(beside)
     assert not any(p.name.startswith(STAGING_PREFIX) or p.name.endswith(".part") for p in folder.iterdir())
 
 
