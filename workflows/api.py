@@ -23,7 +23,7 @@ from geoloom.platform.mosaic import open_store
 from geoloom.platform.plan import Plan
 from geoloom.platform.region import DEFAULT_MAX_AREA_KM2
 from geoloom.runtime.model_cache import ModelSpec
-from geoloom.runtime.progress import Progress
+from geoloom.runtime.progress import Progress, progress_callback
 from geoloom.workflows.request import DEFAULT_MODEL, RunRequest, build_request, request_from_folder
 from geoloom.workflows.runs import Prepared, execute, prepare
 
@@ -126,6 +126,12 @@ class Run:
         """A file of the run folder."""
         return self.folder / name
 
+    def export(self, to: str = "gpkg", *, out: str | Path | None = None) -> Path:
+        """Write the run for GIS tools (``"gpkg"``: detections, raster layers' footprints, region); the file written."""
+        from geoloom.platform.export import export_run
+
+        return export_run(self.folder, to=to, out=out)
+
     def __repr__(self) -> str:
         t = self.tiles
         return f"Run({str(self.folder)!r}, tiles done {t.done}/{t.total}, failed {t.failed})"
@@ -158,12 +164,21 @@ def plan_request(request: RunRequest) -> Prepared:
     return prepare(request)
 
 
+ProgressArg = bool | Callable[[Progress], None] | None
+"""``progress=``: True a progress bar (a widget in Jupyter, text in a terminal), False/None none, or a callable."""
+
+
 def run_request(request: RunRequest, *, client: Any = None, resume: bool = False, overwrite: bool = False,
-                progress: Callable[[Progress], None] | None = None, cancelled: Callable[[], bool] | None = None,
+                progress: ProgressArg = None, cancelled: Callable[[], bool] | None = None,
                 on_cluster: Callable[[Any], None] | None = None) -> Run:
     """Run a whole :class:`RunRequest` (what every front door builds) and return the published run."""
-    folder = execute(prepare(request), client=client, resume=resume, overwrite=overwrite, progress=progress,
-                     cancelled=cancelled or (lambda: False), on_cluster=on_cluster)
+    callback, bar = progress_callback(progress)
+    try:
+        folder = execute(prepare(request), client=client, resume=resume, overwrite=overwrite, progress=callback,
+                         cancelled=cancelled or (lambda: False), on_cluster=on_cluster)
+    finally:
+        if bar is not None:
+            bar.close()
     return Run(folder)
 
 
@@ -186,7 +201,7 @@ def detect(
     retries: int = 2,
     resume: bool = False,
     overwrite: bool = False,
-    progress: Callable[[Progress], None] | None = None,
+    progress: ProgressArg = True,
     cancelled: Callable[[], bool] | None = None,
     on_cluster: Callable[[Any], None] | None = None,
     max_area_km2: float | None = DEFAULT_MAX_AREA_KM2,
@@ -196,12 +211,16 @@ def detect(
 ) -> Run:
     """Run a model over a region and return the published run.
 
-    ``region``: (W, S, E, N), a GeoJSON dict or file, a shapely geometry, a preset or a place name.
+    ``region``: (W, S, E, N), a GeoJSON dict, a vector file (``"area.gpkg:layer"``, ``.shp.zip``, KML,
+    FlatGeobuf, GeoParquet), a GeoDataFrame or GeoSeries in any CRS, a shapely geometry, a GeoBox or a
+    georeferenced xarray object (its footprint), a preset or a place name (see :func:`as_region`).
     ``catalog``: a static STAC catalog (path or URL) or a STAC API URL with ``collection``;
     ``query``: property filters (``["s2:mgrs_tile=31NBG"]``); ``sign``: a URL signer
     (``"planetary-computer"``).
     ``cluster``: a ``distributed.Client`` or a scheduler address; default an embedded local cluster.
     ``max_area_km2``: the largest region accepted (None: no limit).
+    ``progress``: a progress bar by default (shown when stderr is a terminal, or in Jupyter); False for
+    none; a callable receives every :class:`Progress`.
     """
     address, client = _cluster_args(cluster)
     req = build_request(region, model=model, out=out, threshold=threshold, catalog=catalog, collection=collection,
@@ -235,7 +254,7 @@ def map_tiles(
     retries: int = 2,
     resume: bool = False,
     overwrite: bool = False,
-    progress: Callable[[Progress], None] | None = None,
+    progress: ProgressArg = True,
     cancelled: Callable[[], bool] | None = None,
     max_area_km2: float | None = DEFAULT_MAX_AREA_KM2,
     collection: str | None = None,
