@@ -111,7 +111,7 @@ def use_bbox() -> None:
 
 
 def take_upload() -> None:
-    """Read a newly uploaded GeoJSON file into the region (once per file)."""
+    """Read a newly uploaded region file into the region (once per file)."""
     up = ss.get("upload")
     if up is None:
         ss.upload_seen = None
@@ -120,7 +120,7 @@ def take_upload() -> None:
     if ident == ss.upload_seen:
         return
     ss.upload_seen = ident
-    _try_region("GeoJSON file", lambda: regions.from_upload(up.name, up.getvalue()))
+    _try_region("region file", lambda: regions.from_upload(up.name, up.getvalue()))
 
 
 def take_drawing(value: dict[str, Any] | None) -> bool:
@@ -148,7 +148,7 @@ def take_drawing(value: dict[str, Any] | None) -> bool:
 def region_panel(running: bool) -> None:
     """Section 1: the five ways to give a region, and why the last one given could not be used."""
     st.subheader("1 · Region")
-    tabs = st.tabs(["Draw", "Preset", "Place", "Bounding box", "GeoJSON file"])
+    tabs = st.tabs(["Draw", "Preset", "Place", "Bounding box", "File"])
     with tabs[0]:
         st.markdown("Pick the **rectangle** ▭ or **polygon** ⬠ tool at the top left of the map and draw the area. "
                     "The shape becomes the region at once.")
@@ -181,9 +181,10 @@ def region_panel(running: bool) -> None:
                       disabled=running)
         st.button("Use bounding box", key="use_bbox", on_click=use_bbox, disabled=running)
     with tabs[4]:
-        st.file_uploader(f"GeoJSON file (Polygon, Feature or FeatureCollection in lon/lat, up to "
-                         f"{regions.MAX_UPLOAD_BYTES // (1024 * 1024)} MB)", type=["geojson", "json"], key="upload",
-                         max_upload_size=max(1, regions.MAX_UPLOAD_BYTES // (1024 * 1024)), disabled=running)
+        st.file_uploader(f"Region file: {regions.UPLOAD_FORMATS} (all its polygons, any CRS; GeoJSON in lon/lat; "
+                         f"up to {regions.MAX_UPLOAD_BYTES // (1024 * 1024)} MB)", type=list(regions.UPLOAD_TYPES),
+                         key="upload", max_upload_size=max(1, regions.MAX_UPLOAD_BYTES // (1024 * 1024)),
+                         disabled=running)
     if ss.region_error:
         source, text = ss.region_error
         st.error(f"The {source} cannot be used: {text}")

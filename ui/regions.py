@@ -1,4 +1,4 @@
-"""The five ways the UI gets a region: drawn on the map, preset, place, bbox text, GeoJSON upload.
+"""The five ways the UI gets a region: drawn on the map, preset, place, bbox text, a file upload.
 
 Each helper turns what the page received into a validated :class:`Region` or raises a
 ``GeoloomError`` whose one-line message the page shows in place.
@@ -9,20 +9,28 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from pathlib import PurePath
+import tempfile
+from pathlib import Path, PurePath
 from typing import Any
 
 import shapely.geometry
 
-from geoloom.workflows import DEFAULT_MAX_AREA_KM2, Region, RegionError, as_region, list_places
+from geoloom.workflows import DEFAULT_MAX_AREA_KM2, Region, RegionError, as_region, list_places, region_hints
 
-#: Largest GeoJSON upload accepted, in bytes.
+#: Largest region file accepted, in bytes.
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024
+
+#: File endings the upload takes: GeoJSON, GeoPackage, zipped Shapefile, KML/KMZ, FlatGeobuf, GeoParquet.
+UPLOAD_TYPES = ("geojson", "json", "gpkg", "zip", "kml", "kmz", "fgb", "parquet", "geoparquet")
+
+#: What the upload takes, in words.
+UPLOAD_FORMATS = "GeoJSON, GeoPackage, zipped Shapefile, KML, FlatGeobuf or GeoParquet"
 
 
 def checked(region: Region, *, max_area_km2: float = DEFAULT_MAX_AREA_KM2) -> Region:
     """The region if it is within the size limit (RegionError otherwise)."""
-    return as_region(region, max_area_km2=max_area_km2)
+    with region_hints("ui"):
+        return as_region(region, max_area_km2=max_area_km2)
 
 
 def from_drawing(feature: dict[str, Any] | None, *, max_area_km2: float = DEFAULT_MAX_AREA_KM2) -> Region:
@@ -35,12 +43,14 @@ def from_drawing(feature: dict[str, Any] | None, *, max_area_km2: float = DEFAUL
         geom = shapely.geometry.shape(geometry)
     except Exception:
         raise RegionError("the drawn shape could not be read; draw it again as a rectangle or a polygon") from None
-    return checked(Region.from_geometry(geom, name="drawn area", source="drawn"), max_area_km2=max_area_km2)
+    with region_hints("ui"):
+        return checked(Region.from_geometry(geom, name="drawn area", source="drawn"), max_area_km2=max_area_km2)
 
 
 def from_preset(name: str, *, max_area_km2: float = DEFAULT_MAX_AREA_KM2) -> Region:
     """A preset region, size-checked."""
-    return checked(Region.from_preset(name), max_area_km2=max_area_km2)
+    with region_hints("ui"):
+        return checked(Region.from_preset(name), max_area_km2=max_area_km2)
 
 
 def search_places(query: str, *, limit: int = 20) -> list[dict[str, Any]]:
@@ -64,7 +74,8 @@ def place_label(place: dict[str, Any]) -> str:
 
 def from_place(name: str, *, max_area_km2: float = DEFAULT_MAX_AREA_KM2) -> Region:
     """A gazetteer place (or preset) by name, size-checked."""
-    return checked(Region.from_place(name), max_area_km2=max_area_km2)
+    with region_hints("ui"):
+        return checked(Region.from_place(name), max_area_km2=max_area_km2)
 
 
 def parse_bbox(text: str) -> tuple[float, float, float, float]:
@@ -84,16 +95,20 @@ def parse_bbox(text: str) -> tuple[float, float, float, float]:
 
 def from_bbox_text(text: str, *, max_area_km2: float = DEFAULT_MAX_AREA_KM2) -> Region:
     """A region from typed ``"W S E N"`` text, size-checked."""
-    return checked(Region.from_bbox(parse_bbox(text), name="bbox"), max_area_km2=max_area_km2)
+    with region_hints("ui"):
+        return checked(Region.from_bbox(parse_bbox(text), name="bbox"), max_area_km2=max_area_km2)
 
 
 def from_upload(filename: str, data: bytes, *, max_area_km2: float = DEFAULT_MAX_AREA_KM2) -> Region:
-    """A region from an uploaded GeoJSON file (size-limited, UTF-8, a GeoJSON object)."""
+    """A region from an uploaded file (size-limited): GeoJSON read as text, other formats through a temporary file."""
     if len(data) > MAX_UPLOAD_BYTES:
         raise RegionError(
             f"{filename} is {len(data) / 1e6:.1f} MB, more than the {MAX_UPLOAD_BYTES / 1e6:.0f} MB limit for a region; "
             "simplify the shapes or upload only the outline"
         )
+    suffix = PurePath(filename).suffix.lower().lstrip(".")
+    if suffix not in ("geojson", "json"):
+        return _from_vector_upload(filename, data, max_area_km2=max_area_km2)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -109,10 +124,23 @@ def from_upload(filename: str, data: bytes, *, max_area_km2: float = DEFAULT_MAX
         raise RegionError(
             f"{filename} holds a JSON {type(obj).__name__}, not a GeoJSON object; upload a Polygon, Feature or FeatureCollection"
         )
-    region = Region.from_geojson(obj)
+    with region_hints("ui"):
+        region = Region.from_geojson(obj)
     if region.name in ("geojson", None):
         region = dataclasses.replace(region, name=PurePath(filename).stem or "upload")
     return checked(region, max_area_km2=max_area_km2)
+
+
+def _from_vector_upload(filename: str, data: bytes, *, max_area_km2: float) -> Region:
+    """A GeoPackage, zipped Shapefile, KML, FlatGeobuf or GeoParquet upload, read by the same normaliser."""
+    name = PurePath(filename).name
+    if PurePath(name).suffix.lower().lstrip(".") not in UPLOAD_TYPES:
+        raise RegionError(f"{name} is not a file the region upload reads; upload a {UPLOAD_FORMATS} file")
+    with tempfile.TemporaryDirectory(prefix="geoloom-upload-") as tmp:
+        path = Path(tmp) / name
+        path.write_bytes(data)
+        with region_hints("ui"):
+            return as_region(path, max_area_km2=max_area_km2)
 
 
 def describe(region: Region) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from geoloom.platform.errors import GeoloomError
+from geoloom.platform.export import EXPORT_FORMATS, PLANNED_FORMATS
 from geoloom.workflows.options import (
     catalog_option, execution_options, grid_options, imagery_options, max_area_option, pick_region, region_options,
     scheduler_option,
@@ -94,7 +95,7 @@ def _quiet(ctx: click.Context) -> bool:
 @click.option("--dry-run", is_flag=True, help="Print the plan (tiles, pixels, bytes, scenes, estimate) and read no pixels.")
 @max_area_option
 @click.pass_context
-def run(ctx: click.Context, bbox, geojson, preset, place, resume_dir, overwrite, dry_run, runtime, cluster, workers,
+def run(ctx: click.Context, bbox, geojson, region_file, preset, place, resume_dir, overwrite, dry_run, runtime, cluster, workers,
         retries, out, max_area_km2, **options: Any) -> None:
     """Run a model over a region and publish maps and tables into --out."""
     from geoloom.workflows.request import Execution, build_request, request_from_folder
@@ -104,7 +105,7 @@ def run(ctx: click.Context, bbox, geojson, preset, place, resume_dir, overwrite,
     if resume_dir:
         req = request_from_folder(resume_dir).replace(execution=execution)
     else:
-        region = pick_region(bbox, geojson, preset, place, max_area_km2=max_area_km2)
+        region = pick_region(bbox, geojson, preset, place, region_file=region_file, max_area_km2=max_area_km2)
         if out is None and not dry_run:
             raise click.UsageError("give --out DIR, a folder for the run's files")
         options["query"] = list(options["query"]) or None
@@ -121,20 +122,14 @@ def run(ctx: click.Context, bbox, geojson, preset, place, resume_dir, overwrite,
 
 def _execute_with_bar(prepared: Any, *, resume: bool, overwrite: bool, quiet: bool) -> Path:
     """Execute with a progress bar on stderr (off when not a terminal)."""
-    from tqdm import tqdm
-
+    from geoloom.runtime.progress import ProgressBar
     from geoloom.workflows.runs import execute
 
     summary = prepared.summary()
     matched = f" ({prepared.matched} item(s) matched)" if prepared.matched is not None else ""
     headline = (f"{summary['tiles']} tiles, {summary['pixels'] / 1e6:.1f} Mpx, {len(summary['scenes'])} scene(s){matched}, "
                 f"model {summary['model']} -> {prepared.request.out}")
-    bar = tqdm(total=len(prepared.plan.tiles), unit="tile", disable=True if quiet else None, file=sys.stderr)
-
-    def progress(p: Any) -> None:
-        bar.n = p.finished
-        bar.set_postfix(failed=p.failed, refresh=False)
-        bar.refresh()
+    bar = ProgressBar(disable=True if quiet else None)
 
     def on_cluster(info: Any) -> None:  # called once the output folder and the cluster are known to be usable
         if not quiet:
@@ -143,7 +138,7 @@ def _execute_with_bar(prepared: Any, *, resume: bool, overwrite: bool, quiet: bo
             click.echo(f"cluster: {info.describe()}{dashboard}", err=True)
 
     try:
-        return execute(prepared, resume=resume, overwrite=overwrite, progress=progress, on_cluster=on_cluster)
+        return execute(prepared, resume=resume, overwrite=overwrite, progress=bar, on_cluster=on_cluster)
     finally:
         bar.close()
 
@@ -167,6 +162,18 @@ def _report(folder: Path, *, quiet: bool) -> None:
         click.echo(f"{tiles.failed} of {tiles.total} tiles failed; the rest is published. "
                    f"Fix the cause and run: geoloom run --resume {folder}", err=True)
         sys.exit(EXIT_PARTIAL)
+
+
+@cli.command("export")
+@click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False))
+@click.option("--to", "fmt", type=click.Choice([*EXPORT_FORMATS, *PLANNED_FORMATS]), default="gpkg", show_default=True,
+              help="gpkg: a GeoPackage with the detections, the raster layers' footprints and the region.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="File to write (default: RUN/run.gpkg).")
+def export(run_dir, fmt, out) -> None:
+    """Write a finished run in a format GIS tools open (QGIS, ArcGIS, GDAL)."""
+    from geoloom.platform.export import export_run
+
+    click.echo(str(export_run(run_dir, to=fmt, out=out)))
 
 
 @cli.command("sample-data")
@@ -205,12 +212,12 @@ def catalog() -> None:
 @catalog.command("search")
 @region_options
 @imagery_options
-def catalog_search(bbox, geojson, preset, place, catalog, collection, query, sign, start, end, max_cloud) -> None:
+def catalog_search(bbox, geojson, region_file, preset, place, catalog, collection, query, sign, start, end, max_cloud) -> None:
     """Print the scenes that match a region, dates, cloud limit and filters."""
     from geoloom.platform.catalog import search_scenes
     from geoloom.workflows.request import default_catalog
 
-    region = pick_region(bbox, geojson, preset, place, max_area_km2=None)
+    region = pick_region(bbox, geojson, preset, place, region_file=region_file, max_area_km2=None)
     scenes = search_scenes(catalog or default_catalog(), region, start=start, end=end, max_cloud=max_cloud,
                            collection=collection, query=list(query) or None, sign=sign)
     for s in scenes:

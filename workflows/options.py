@@ -6,7 +6,6 @@ Each group of options is one decorator (``region_options``, ``imagery_options``,
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -30,6 +29,9 @@ region_options = _stack(
                  help="Region as west south east north, in degrees (EPSG:4326)."),
     click.option("--geojson", default=None, metavar="FILE",
                  help="A GeoJSON file (Polygon, MultiPolygon, Feature, FeatureCollection), or - for stdin."),
+    click.option("--region", "region_file", default=None, metavar="FILE[:LAYER]",
+                 help="A vector file in any CRS, all its polygons as one region: GeoPackage (area.gpkg:layer), "
+                      "zipped Shapefile (.zip), KML, FlatGeobuf, GeoParquet, GeoJSON."),
     click.option("--preset", default=None, help="A sample region preset (geoloom regions)."),
     click.option("--place", default=None, help="A place name from the offline gazetteer (geoloom regions)."),
 )
@@ -76,23 +78,20 @@ max_area_option = click.option("--max-area", "max_area_km2", type=float, default
 
 
 def pick_region(bbox: tuple | None, geojson: str | None, preset: str | None, place: str | None, *,
-                max_area_km2: float | None) -> Any:
-    """The one region the user gave (exactly one of the four options), validated by ``as_region``."""
-    from geoloom.platform.errors import RegionError
-    from geoloom.platform.region import Region, as_region
+                region_file: str | None = None, max_area_km2: float | None) -> Any:
+    """The one region the user gave (exactly one of the five options), validated by ``as_region``;
+    its errors say what to do in the CLI's words."""
+    from geoloom.platform.region import Region, as_region, region_hints
 
-    given = [(n, v) for n, v in (("--bbox", bbox), ("--geojson", geojson), ("--preset", preset), ("--place", place)) if v]
+    given = [(n, v) for n, v in (("--bbox", bbox), ("--geojson", geojson), ("--region", region_file),
+                                 ("--preset", preset), ("--place", place)) if v]
     if not given:
-        raise click.UsageError("give a region: --bbox W S E N, --geojson FILE, --preset NAME or --place NAME")
+        raise click.UsageError("give a region: --bbox W S E N, --geojson FILE, --region FILE[:LAYER], --preset NAME "
+                               "or --place NAME")
     if len(given) > 1:
         raise click.UsageError(f"give one region, not {' and '.join(n for n, _ in given)}")
     name, value = given[0]
-    if name == "--bbox":
-        return as_region(tuple(value), max_area_km2=max_area_km2)
-    if name == "--geojson":
-        if value != "-" and not Path(value).exists():
-            raise RegionError(f"GeoJSON file {value} does not exist; check the path")
-        return as_region(Region.from_geojson(value), max_area_km2=max_area_km2)
-    if name == "--preset":
-        return as_region(Region.from_preset(value), max_area_km2=max_area_km2)
-    return as_region(Region.from_place(value), max_area_km2=max_area_km2)
+    make = {"--bbox": lambda v: tuple(v), "--geojson": Region.from_geojson, "--region": Region.from_file,
+            "--preset": Region.from_preset, "--place": Region.from_place}[name]
+    with region_hints("cli"):
+        return as_region(make(value), max_area_km2=max_area_km2)

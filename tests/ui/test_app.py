@@ -231,3 +231,24 @@ def test_opening_a_folder_without_a_run_is_explained(ui_env, fake_map):
     at.session_state["view_folder"] = str(ui_env / "nothing-here")
     at.run()
     assert any("no finished run" in e for e in errors(at)), errors(at)
+
+
+def test_zipped_shapefile_upload(ui_env, fake_map, tmp_path):
+    import io
+    import zipfile
+
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    folder = tmp_path / "shp"
+    folder.mkdir()
+    frame = gpd.GeoDataFrame({"name": ["bay"]}, geometry=[box(*BAY_BBOX)], crs="EPSG:4326").to_crs("EPSG:32630")
+    frame.to_file(folder / "bay-outline.shp")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        for f in folder.iterdir():
+            z.write(f, f.name)
+    at = new_app()
+    at.file_uploader(key="upload").set_value(("bay-outline.shp.zip", buffer.getvalue(), "application/zip")).run()
+    assert_region(at, "bay-outline")
+    assert "(file)" in texts(at)
