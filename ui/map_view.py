@@ -33,6 +33,7 @@ REGION_COLOUR = "#ff9800"
 DETECTION_COLOUR = "#ff1744"
 BACKGROUND = "#dfe7ec"  # the sea
 LAND_COLOUR = "#f3f0e6"
+SCENE_COLOUR = "#5b6b8c"
 MAP_HEIGHT = 620
 
 
@@ -112,6 +113,7 @@ class MapContent:
     basemap: str = "osm"  # "osm" or "none"
     preview: LayerImage | None = None
     grid: TileGrid | None = None
+    scenes: Sequence[tuple[str, Any]] = ()  # (scene id, lon/lat footprint) the plan uses
     tile_states: dict[str, str] = field(default_factory=dict)
     tile_errors: dict[str, str] = field(default_factory=dict)
     show_tiles: bool = True
@@ -187,6 +189,10 @@ def build_map(c: MapContent) -> MapArgs:
         fg = folium.FeatureGroup(name=c.result_name, show=True)
         _overlay(c.result, c.opacity).add_to(fg)
         groups.append(fg)
+    if c.scenes:
+        fg = folium.FeatureGroup(name="Scene footprints", show=True)
+        scenes_layer(c.scenes).add_to(fg)
+        groups.append(fg)
     if c.grid is not None and c.show_tiles:
         fg = folium.FeatureGroup(name="Tiles", show=True)
         tiles_layer(c.grid, c.tile_states, c.tile_errors).add_to(fg)
@@ -223,6 +229,18 @@ def _overlay(img: LayerImage, opacity: float, *, zindex: int = 2) -> folium.rast
     (s, w), (n, e) = img.bounds_latlon
     return folium.raster_layers.ImageOverlay(img.data_url, bounds=[[s, w], [n, e]], opacity=float(opacity),
                                              interactive=False, zindex=zindex)
+
+
+def scenes_layer(scenes: Sequence[tuple[str, Any]]) -> folium.GeoJson:
+    """The footprints of the scenes a run will use, named in their tooltips."""
+    import shapely.geometry
+
+    fc = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"scene": sid}, "geometry": shapely.geometry.mapping(geom)}
+        for sid, geom in scenes]}
+    return folium.GeoJson(fc, name="Scene footprints", style_function=lambda _: {
+        "color": SCENE_COLOUR, "weight": 1.5, "fill": False, "dashArray": "2 4"},
+        tooltip=folium.GeoJsonTooltip(fields=["scene"], labels=False))
 
 
 def tiles_layer(grid: TileGrid, states: dict[str, str], errors: dict[str, str]) -> folium.GeoJson:

@@ -202,7 +202,7 @@ def plan_panel(cfg: Settings, card: Any) -> Any:
         return None
     try:
         request = form_request(cfg, card, region)
-        prep = prepared_run(json.dumps(request.to_dict(), sort_keys=True), catalog_stamp(cfg.catalog))
+        prep = prepared_run(json.dumps(request.to_dict(), sort_keys=True), catalog_stamp(active_catalog(cfg)))
     except GeoloomError as exc:
         st.error(str(exc))
         return None
@@ -219,18 +219,37 @@ def plan_panel(cfg: Settings, card: Any) -> Any:
     dates = sorted({str(sc.datetime)[:10] for sc in prep.scenes if getattr(sc, "datetime", None)})
     st.caption(f"{len(s['scenes'])} scene(s){' from ' + ', '.join(dates) if dates else ''} · grid {s['crs']} at "
                f"{s['resolution_m']:g} m · tile {s['tile_size']} px · bands {', '.join(s['bands'])}")
+    scenes_panel(prep)
     return prep
+
+
+def scenes_panel(prep: Any) -> None:
+    """The scenes the run will use (date, cloud, level), with the choice to leave some out."""
+    left_out = list(ss.get("exclude") or [])
+    rows = [{"scene": sc.id, "date": str(sc.datetime)[:16].replace("T", " "),
+             "cloud %": None if sc.cloud_cover is None else round(float(sc.cloud_cover), 1),
+             "level": sc.level or "", "collection": sc.collection or ""} for sc in prep.scenes]
+    with st.expander(f"Scenes ({len(rows)} used{f', {len(left_out)} left out' if left_out else ''})"):
+        st.dataframe(rows, hide_index=True, width="stretch")
+        st.multiselect("Leave out", sorted({r["scene"] for r in rows} | set(left_out)), key="exclude",
+                       help="Scenes not to use (clouds the filter missed, a bad acquisition). Their footprints "
+                            "are on the map.")
+
+
+def active_catalog(cfg: Settings) -> str:
+    """The catalog the sidebar's imagery source points at (the configured one by default)."""
+    return str(ss.get("catalog") or cfg.catalog)
 
 
 def form_request(cfg: Settings, card: Any, region: gw.Region) -> gw.RunRequest:
     """The run the form describes, built as every front door builds it (the folder comes at Run)."""
     return gw.build_request(
-        region, model=card.name, out=".", threshold=_number("threshold", float, "Threshold"), catalog=cfg.catalog,
+        region, model=card.name, out=".", threshold=_number("threshold", float, "Threshold"), catalog=active_catalog(cfg),
         collection=(ss.get("collection") or "").strip() or None, start=_iso(ss.get("start")), end=_iso(ss.get("end")),
         max_cloud=_cloud(), query=[q.strip() for q in (ss.get("query") or "").splitlines() if q.strip()] or None,
         sign=(ss.get("sign") or "").strip() or None, resolution=_number("resolution", float, "Resolution"),
         crs=(ss.get("crs") or "").strip() or None, tile_size=_number("tile_size", int, "Tile size"),
-        runtime=cfg.runtime, cluster=cfg.scheduler,
+        exclude=list(ss.get("exclude") or []), runtime=cfg.runtime, cluster=cfg.scheduler,
     )
 
 
@@ -384,13 +403,13 @@ def report_job(cfg: Settings) -> None:
 def base_content(cfg: Settings) -> map_view.MapContent:
     """What every map shows: the assets, the basemap, the imagery preview when ready and the catalog's extent."""
     content = map_view.MapContent(assets=map_assets(), basemap=cfg.basemap)
-    preview = imagery_preview(cfg.catalog, str(cfg.runs)) if cfg.preview else None
+    preview = imagery_preview(active_catalog(cfg), str(cfg.runs)) if cfg.preview else None
     if preview is not None and preview.state == "ready":
         try:
             content.preview = layer_image(str(preview.folder), imagery.LAYER, stamp(preview.folder / "run.json"))
         except Exception:
             log.exception("imagery preview could not be drawn")
-    content.extent_lonlat = catalog_extent(cfg.catalog, catalog_stamp(cfg.catalog))
+    content.extent_lonlat = catalog_extent(active_catalog(cfg), catalog_stamp(active_catalog(cfg)))
     return content
 
 
@@ -408,7 +427,7 @@ def show_map(content: map_view.MapContent, *, key: str, interactive: bool) -> di
 @st.fragment(run_every=3.0)
 def preview_watch(cfg: Settings) -> None:
     """Rerun the page once the imagery preview is ready (it is made in the background)."""
-    preview = imagery_preview(cfg.catalog, str(cfg.runs))
+    preview = imagery_preview(active_catalog(cfg), str(cfg.runs))
     if preview is not None and preview.state != "running":
         st.rerun()
 
@@ -427,6 +446,7 @@ def main_map(cfg: Settings, prep: Any, opened: Any, live: jobs.JobSnapshot | Non
             fill_results(content, opened)
         elif prep is not None:
             content.grid = jobs.TileGrid.from_plan(prep.plan)
+            content.scenes = [(sc.id, sc.footprint) for sc in prep.scenes]
     if not assets_ok(content.assets):
         return
     value = show_map(content, key="map", interactive=live is None)
@@ -479,7 +499,7 @@ def main() -> None:
             with right:
                 layer_panel(opened)
         main_map(cfg, prep, opened, live if running else None)
-        preview = imagery_preview(cfg.catalog, str(cfg.runs)) if cfg.preview else None
+        preview = imagery_preview(active_catalog(cfg), str(cfg.runs)) if cfg.preview else None
         if preview is not None and preview.state == "running" and not running:
             st.caption("Preparing the imagery preview for the map…")
             preview_watch(cfg)

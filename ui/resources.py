@@ -200,3 +200,18 @@ def failed_tiles_table(rows: list[dict[str, Any]]) -> None:
     if rows:
         st.markdown("**Failed tiles and why:**")
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
+@st.cache_data(show_spinner="Listing the API's collections...", ttl=600)
+def collections_of(url: str) -> list[tuple[str, str]]:
+    """(id, title) of the collections of a STAC API (cached ten minutes)."""
+    return gw.list_collections(url)
+
+
+def index_local_folder(folder: str, runs: Path) -> Path:
+    """Index a folder of imagery into ``<runs>/catalogs/<folder name>-<hash>``; returns the catalog.json."""
+    import hashlib
+
+    src = Path(folder).expanduser().resolve()
+    key = hashlib.sha256(str(src).encode()).hexdigest()[:8]
+    return gw.index_folder(src, runs / "catalogs" / f"{src.name or 'folder'}-{key}")

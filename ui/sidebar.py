@@ -13,7 +13,9 @@ import streamlit as st
 import geoloom.workflows as gw
 
 from geoloom.ui import history
-from geoloom.ui.resources import Settings, local_gpus, model_cards, scheduler_info, ss
+from geoloom.ui.resources import (
+    Settings, collections_of, index_local_folder, local_gpus, model_cards, scheduler_info, ss,
+)
 
 
 def sidebar(cfg: Settings, running: bool) -> Any:
@@ -34,12 +36,12 @@ def sidebar(cfg: Settings, running: bool) -> Any:
         model_card(card)
 
         st.header("Imagery")
+        imagery_source(cfg, running)
         c1, c2 = st.columns(2)
         c1.date_input("From", key="start", format="YYYY-MM-DD", disabled=running)
         c2.date_input("To", key="end", format="YYYY-MM-DD", disabled=running)
         st.slider("Cloud limit (%)", 0, 100, key="cloud", disabled=running,
                   help="Scenes with more cloud cover than this are not used.")
-        st.caption(f"Catalog: `{cfg.catalog}`")
         advanced_options(card, running)
 
         st.header("Compute")
@@ -50,11 +52,78 @@ def sidebar(cfg: Settings, running: bool) -> Any:
     return card
 
 
+#: The imagery sources the page offers: label -> (STAC API URL or None, signer).
+SOURCES: dict[str, tuple[str | None, str | None]] = {
+    "Sample data": (None, None),
+    "Earth Search (AWS, open)": ("https://earth-search.aws.element84.com/v1", None),
+    "Microsoft Planetary Computer": ("https://planetarycomputer.microsoft.com/api/stac/v1", "planetary-computer"),
+    "Another STAC API": (None, None),
+    "A static STAC catalog": (None, None),
+    "A folder of imagery on this machine": (None, None),
+}
+
+
+def imagery_source(cfg: Settings, running: bool) -> None:
+    """Where the scenes come from; sets ``ss.catalog`` (and the collection and signer an API needs)."""
+    st.selectbox("Source", list(SOURCES), key="source", disabled=running)
+    source = ss.get("source") or "Sample data"
+    url, signer = SOURCES[source]
+    if source == "Sample data":
+        ss.catalog = cfg.catalog
+    elif source in ("Another STAC API", "A static STAC catalog"):
+        st.text_input("URL or path", key="source_url", disabled=running,
+                      placeholder="https://.../v1" if source == "Another STAC API" else "catalog.json (path or URL)")
+        ss.catalog = (ss.get("source_url") or "").strip() or cfg.catalog
+    elif source == "A folder of imagery on this machine":
+        folder_source(cfg, running)
+    else:
+        ss.catalog = url
+    if signer and not ss.get("sign"):
+        ss.sign = signer
+    if url or source == "Another STAC API":
+        api_collections(ss.catalog, running)
+    st.caption(f"Catalog: `{ss.catalog}`")
+
+
+def api_collections(url: str, running: bool) -> None:
+    """The collections of a STAC API to pick from (typed by hand when the API cannot be reached)."""
+    if "://" not in url:
+        return
+    try:
+        listed = collections_of(url)
+    except gw.GeoloomError as exc:
+        st.warning(f"{exc}")
+        return
+    ids = [cid for cid, _ in listed]
+    if ids and ss.get("collection") not in ids:
+        ss.collection = next((c for c in ids if "sentinel-2-l2a" in c), ids[0])
+    if ids:
+        titles = dict(listed)
+        st.selectbox("Collection", ids, key="collection", disabled=running,
+                     format_func=lambda c: f"{c} ({titles[c]})" if titles.get(c) else c)
+
+
+def folder_source(cfg: Settings, running: bool) -> None:
+    """A folder of GeoTIFFs, band files or Sentinel-2 products, indexed into a catalog under the runs folder."""
+    st.text_input("Folder", key="source_folder", disabled=running, placeholder="/data/S2B_MSIL1C_..._T33UUU_...")
+    ss.setdefault("catalog", cfg.catalog)
+    if st.button("Index this folder", key="index_folder", disabled=running or not ss.get("source_folder")):
+        try:
+            with st.spinner("Indexing the folder..."):
+                ss.catalog = str(index_local_folder(ss.source_folder, cfg.runs))
+            ss.source_error = None
+        except gw.GeoloomError as exc:
+            ss.source_error = str(exc)
+    if ss.get("source_error"):
+        st.error(ss.source_error)
+
+
 def advanced_options(card: Any, running: bool) -> None:
     """The rest of what ``geoloom run`` can set: collection, filters, signing, threshold and the grid."""
     with st.expander("More options (collection, filters, threshold, grid)"):
-        st.text_input("Collection", key="collection", disabled=running,
-                      help="Needed with a STAC API, e.g. sentinel-2-l2a.")
+        if not ss.get("source", "").startswith(("Earth Search", "Microsoft", "Another STAC API")):
+            st.text_input("Collection", key="collection", disabled=running,
+                          help="Needed with a STAC API, e.g. sentinel-2-l2a.")
         st.text_area("Filters, one per line", key="query", disabled=running, height=68,
                      help="Item properties, as PROP OP VALUE: s2:mgrs_tile=31NBG, view:sun_elevation>30.")
         st.text_input("Sign asset URLs", key="sign", disabled=running,

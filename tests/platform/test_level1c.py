@@ -118,3 +118,34 @@ def test_a_level1c_safe_product_runs_with_the_default_model(tmp_path, zipped):
     assert finite.size > 0.1 * probability.size and ((finite >= 0) & (finite <= 1)).all()
     request = json.loads(Path(run.folder / "request.json").read_text())
     assert set(request["corrections"]) == {run.plan.scenes[0].id}
+
+
+def test_the_page_indexes_a_folder_of_products_and_plans_on_it(tmp_path, monkeypatch):
+    """The UI's 'folder of imagery' source: a zipped Level-1C product indexed on the fly."""
+    import streamlit_folium
+    from streamlit.testing.v1 import AppTest
+
+    product = Product(level="L1C", baseline="05.09")
+    zip_safe(write_safe(tmp_path / "download", product), tmp_path / "zips")
+    monkeypatch.setattr(streamlit_folium, "st_folium", lambda *args, **kwargs: None)
+    for key, value in {"GEOLOOM_RUNS": str(tmp_path / "runs"), "GEOLOOM_RUNTIME": "in-process",
+                       "GEOLOOM_UI_PREVIEW": "0", "GEOLOOM_BASEMAP": "none"}.items():
+        monkeypatch.setenv(key, value)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "ui" / "app.py"), default_timeout=90)
+    at.run()
+    at.selectbox(key="source").set_value("A folder of imagery on this machine").run()
+    at.text_input(key="source_folder").set_value(str(tmp_path / "zips")).run()
+    at.button(key="index_folder").click().run()
+    assert not at.error, [e.value for e in at.error]
+    lon, lat = zip(*footprint_lonlat(product), strict=True)
+    w, e, s, n = min(lon), max(lon), min(lat), max(lat)
+    at.text_input(key="bbox_text").set_value(f"{w + 0.3 * (e - w)} {s + 0.2 * (n - s)} {e - 0.2 * (e - w)} "
+                                             f"{n - 0.2 * (n - s)}").run()
+    at.button(key="use_bbox").click().run()
+    assert not at.error, [e.value for e in at.error]
+    assert str(tmp_path / "runs" / "catalogs") in at.session_state["catalog"]
+    assert at.multiselect(key="exclude").options  # the product's granule is listed
+    at.selectbox(key="source").set_value("A folder of imagery on this machine").run()
+    at.text_input(key="source_folder").set_value(str(tmp_path / "nothing-here")).run()
+    at.button(key="index_folder").click().run()
+    assert at.error  # a folder that is not there is explained in place

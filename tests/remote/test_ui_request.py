@@ -37,6 +37,48 @@ def _wait_for_view(at: AppTest, timeout: float = 180) -> Path:
     raise AssertionError("the UI's run did not finish in time")
 
 
+class MapCalls:
+    """Stands in for ``st_folium`` (AppTest runs no components): records the layer groups of each call."""
+
+    def __init__(self) -> None:
+        self.groups: list[list[str]] = []
+
+    def __call__(self, fig, key=None, **kwargs):
+        self.groups.append([g.layer_name for g in kwargs.get("feature_group_to_add") or []])
+
+
+def test_the_page_picks_a_stac_api_lists_collections_and_scenes_and_runs_without_a_left_out_scene(
+        sample_catalog, tmp_path, monkeypatch):
+    import streamlit_folium
+
+    calls = MapCalls()
+    monkeypatch.setattr(streamlit_folium, "st_folium", calls)
+    for key, value in {"GEOLOOM_CATALOG": str(sample_catalog), "GEOLOOM_RUNS": str(tmp_path / "runs"),
+                       "GEOLOOM_RUNTIME": "in-process", "GEOLOOM_UI_PREVIEW": "0", "GEOLOOM_BASEMAP": "none",
+                       "GEOLOOM_UI_TRUECOLOUR": "0"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("GEOLOOM_SCHEDULER", raising=False)
+    with StacApiServer(sample_catalog, flavor="earth-search") as srv:
+        at = AppTest.from_file(str(APP), default_timeout=90)
+        at.run()
+        at.selectbox(key="source").set_value("Another STAC API").run()
+        at.text_input(key="source_url").set_value(srv.api_url).run()
+        assert any(o.startswith(COLLECTION) for o in at.selectbox(key="collection").options)  # listed from the API
+        at.selectbox(key="model").set_value("fdi").run()
+        at.text_input(key="bbox_text").set_value(" ".join(map(str, BAY_BBOX))).run()
+        at.button(key="use_bbox").click().run()
+        assert not at.error, [e.value for e in at.error]
+        assert "Scene footprints" in calls.groups[-1]
+        scenes = at.multiselect(key="exclude").options
+        assert len(scenes) >= 2
+        at.multiselect(key="exclude").set_value([scenes[0]]).run()
+        at.button(key="run").click().run()
+        run = open_run(_wait_for_view(at))
+    assert run.request.imagery.catalog == srv.api_url and run.request.imagery.collection == COLLECTION
+    assert run.request.imagery.exclude == (scenes[0],)
+    assert scenes[0] not in {s.id for s in run.plan.scenes} and run.ok
+
+
 def test_a_ui_run_on_a_stac_api_equals_the_cli_run(sample_catalog, tmp_path, monkeypatch, geoloom_cli):
     import streamlit_folium
 
