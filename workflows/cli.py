@@ -109,6 +109,7 @@ def run(ctx: click.Context, bbox, geojson, region_file, preset, place, resume_di
         if out is None and not dry_run:
             raise click.UsageError("give --out DIR, a folder for the run's files")
         options["query"] = list(options["query"]) or None
+        options["exclude"] = list(options["exclude"])
         req = build_request(region, out=out or ".", runtime=runtime, cluster=cluster, workers=workers, retries=retries,
                             max_area_km2=None, **options)
     prepared = prepare(req)
@@ -212,14 +213,17 @@ def catalog() -> None:
 @catalog.command("search")
 @region_options
 @imagery_options
-def catalog_search(bbox, geojson, region_file, preset, place, catalog, collection, query, sign, start, end, max_cloud) -> None:
+def catalog_search(bbox, geojson, region_file, preset, place, catalog, collection, query, sign, start, end, max_cloud,
+                   exclude) -> None:
     """Print the scenes that match a region, dates, cloud limit and filters."""
-    from geoloom.platform.catalog import search_scenes
-    from geoloom.workflows.request import default_catalog
+    from geoloom.platform.stac_api import parse_query
+    from geoloom.workflows.request import Imagery, default_catalog
+    from geoloom.workflows.runs import search_imagery
 
     region = pick_region(bbox, geojson, preset, place, region_file=region_file, max_area_km2=None)
-    scenes = search_scenes(catalog or default_catalog(), region, start=start, end=end, max_cloud=max_cloud,
-                           collection=collection, query=list(query) or None, sign=sign)
+    imagery = Imagery(str(catalog or default_catalog()), collection=collection, start=start, end=end,
+                      max_cloud=max_cloud, query=parse_query(list(query)) or None, sign=sign, exclude=tuple(exclude))
+    scenes = search_imagery(imagery, region)
     for s in scenes:
         cloud = f"{s.cloud_cover:.1f}%" if s.cloud_cover is not None else "?"
         click.echo(f"{s.id}\t{s.datetime[:19]}\tcloud {cloud}\t{s.crs or ''}\t{','.join(sorted(s.bands))}")

@@ -52,6 +52,8 @@ imagery_options = _stack(
     click.option("--start", default=None, metavar="YYYY-MM-DD", help="First day of imagery."),
     click.option("--end", default=None, metavar="YYYY-MM-DD", help="Last day of imagery (inclusive)."),
     click.option("--max-cloud", type=click.FloatRange(0, 100), default=None, help="Skip scenes cloudier than this (percent)."),
+    click.option("--exclude", multiple=True, metavar="SCENE_ID",
+                 help="Leave a scene out (repeatable; geoloom catalog search lists them)."),
 )
 
 grid_options = _stack(

@@ -177,7 +177,8 @@ def _clear_for_run(out: Path, *, resume: bool, overwrite: bool) -> None:
         return
     drop_interrupted_writes(out)
     if overwrite and not resume:
-        for name in (*RUN_FILES, *(p.name for p in out.glob("result-*.tif"))):  # + the layers of another model
+        layers = [p.name for pattern in ("result-*.tif", "result*.qml", "run.gpkg") for p in out.glob(pattern)]
+        for name in (*RUN_FILES, *layers):  # + the layers, styles and export of another model's run
             p = out / name
             if p.is_dir():
                 shutil.rmtree(p)

@@ -174,3 +174,15 @@ def test_models_commands_are_offered(geoloom_cli):
     for sub in ("train", "eval", "heldout", "install", "show"):
         proc = geoloom(geoloom_cli, "models", sub, "--help")
         assert proc.returncode == 0 and "Usage" in proc.stdout, sub
+
+
+def test_a_scene_left_out_is_not_listed_nor_used(geoloom_cli, sample_catalog, tmp_path):
+    listed = geoloom(geoloom_cli, "catalog", "search", "--preset", "sample-bay", "--catalog", sample_catalog)
+    first = listed.stdout.split("\t")[0]
+    fewer = geoloom(geoloom_cli, "catalog", "search", "--preset", "sample-bay", "--catalog", sample_catalog,
+                    "--exclude", first)
+    assert fewer.returncode == 0 and first not in fewer.stdout and len(fewer.stdout.splitlines()) == len(
+        listed.stdout.splitlines()) - 1
+    plan = geoloom(geoloom_cli, "run", "--preset", "sample-bay", "--model", "fdi", "--catalog", sample_catalog,
+                   "--exclude", first, "--dry-run")
+    assert plan.returncode == 0 and first not in json.loads(plan.stdout)["scenes"]
