@@ -16,8 +16,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import psutil
+from affine import Affine
+from odc.geo.geobox import GeoBox
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -266,43 +267,41 @@ def scene_items(catalog: Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class SceneGrid:
-    """A scene's 10 m grid: CRS, transform and shape, from its STAC item."""
+    """A scene's 10 m grid (an odc-geo GeoBox, from its STAC item) and the windows cut from it."""
 
     item: Path
-    epsg: int
-    transform: tuple[float, ...]
-    shape_yx: tuple[int, int]
+    geobox: GeoBox
 
     @classmethod
     def from_item(cls, item: Path, band: str = "nir") -> SceneGrid:
-        d = json.loads(item.read_text())
-        a = d["assets"][band]
-        epsg = int(a.get("proj:epsg") or str(a["proj:code"]).split(":")[1])
-        return cls(item, epsg, tuple(a["proj:transform"][:6]), tuple(a["proj:shape"]))
+        """The grid of ``band`` of a STAC item file."""
+        a = json.loads(item.read_text())["assets"][band]
+        crs = a.get("proj:code") or f"EPSG:{a['proj:epsg']}"
+        return cls(item, GeoBox(tuple(a["proj:shape"]), Affine(*a["proj:transform"][:6]), crs))
+
+    @property
+    def shape_yx(self) -> tuple[int, int]:
+        """Rows and columns of the scene."""
+        return tuple(self.geobox.shape.yx)
+
+    @property
+    def epsg(self) -> int:
+        """The scene's EPSG code."""
+        return int(self.geobox.crs.epsg)
 
     def window_region(self, row: int, col: int, height: int, width: int) -> dict[str, Any]:
         """A GeoJSON polygon (EPSG:4326) whose grid in this CRS is exactly the pixel window.
 
-        The box is drawn in the scene's CRS 2 m inside the window, densified and turned into
-        lon/lat; geoloom's planner snaps it back outward onto the same 10 m pixels.
+        The window's extent, 2 m inside, densified and turned into lon/lat; geoloom's planner snaps
+        it back outward onto the same 10 m pixels.
         """
-        import pyproj
-        import shapely
-        from shapely.geometry import box, mapping
+        from shapely.geometry import mapping
 
-        a, _, c, _, e, f = self.transform
-        x0, y0 = c + col * a, f + row * e
-        x1, y1 = x0 + width * a, y0 + height * e
-        inset = 2.0
-        b = box(min(x0, x1) + inset, min(y0, y1) + inset, max(x0, x1) - inset, max(y0, y1) - inset)
-        b = shapely.segmentize(b, max(abs(x1 - x0), abs(y1 - y0)) / 200)
-        tr = pyproj.Transformer.from_crs(self.epsg, 4326, always_xy=True)
-        g = shapely.transform(b, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
-        return {"type": "Feature", "properties": {"name": f"window-{row}-{col}-{height}x{width}"}, "geometry": mapping(g)}
-
-    def window_transform(self, row: int, col: int) -> tuple[float, ...]:
-        a, b, c, d, e, f = self.transform
-        return (a, b, c + col * a, d, e, f + row * e)
+        window = self.geobox[row:row + height, col:col + width]
+        inset = window.extent.buffer(-2.0)
+        lonlat = inset.to_crs("epsg:4326", resolution=max(window.shape.yx) * 10.0 / 200)
+        return {"type": "Feature", "properties": {"name": f"window-{row}-{col}-{height}x{width}"},
+                "geometry": mapping(lonlat.geom)}
 
     def centred(self, height: int, width: int) -> tuple[int, int, int, int]:
         """A window of the given size at the middle of the scene, on the 60 m grid."""
