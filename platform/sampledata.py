@@ -27,6 +27,7 @@ import numpy as np
 import pystac
 import rasterio
 import rasterio.shutil
+from odc.geo.geobox import GeoBox
 from pyproj import Transformer
 from rasterio.transform import Affine
 from rasterio.windows import Window
@@ -117,6 +118,12 @@ class UtmFrame:
     epsg: int
     x0: float  # upper-left corner, metres
     y0: float
+
+    def geobox(self, shape_yx: tuple[int, int], resolution: float = PIXEL_M) -> GeoBox:
+        """The scene's grid at ``resolution`` metres (``shape_yx`` in 10 m pixels)."""
+        k = int(round(resolution / PIXEL_M))
+        return GeoBox((shape_yx[0] // k, shape_yx[1] // k), Affine(resolution, 0.0, self.x0, 0.0, -resolution, self.y0),
+                      f"EPSG:{self.epsg}")
 
     def world_xy(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """World metres of pixel centres given by row and column."""
@@ -342,10 +349,10 @@ def _write_scene(spec: SceneSpec, world: World, seed: int, index: int, item_dir:
     res_of = {key: res for key, res, _ in _assets()}
     files = {}
     for key, res, dtype in _assets():
-        k = res // 10
-        tr = Affine(res, 0.0, spec.frame.x0, 0.0, -res, spec.frame.y0)
-        files[key] = rasterio.open(tmp_dir / f"{key}.tif", "w", driver="GTiff", width=w // k, height=h // k, count=1,
-                                   dtype=dtype, crs=crs, transform=tr, nodata=0)
+        grid = spec.frame.geobox(spec.shape_yx, res)
+        gh, gw = grid.shape.yx
+        files[key] = rasterio.open(tmp_dir / f"{key}.tif", "w", driver="GTiff", width=gw, height=gh, count=1,
+                                   dtype=dtype, crs=crs, transform=grid.transform, nodata=0)
     scl_counts = np.zeros(256, dtype=np.int64)
 
     def write(r0: int, r1: int, strip: dict[str, np.ndarray]) -> None:
@@ -435,9 +442,9 @@ def _item(spec: SceneSpec, item_dir: Path, scl_counts: dict[int, int], seed: int
                        stac_extensions=list(EXTENSIONS))
     h, w = spec.shape_yx
     for key, res, dtype in _assets():
-        k = res // 10
-        extra = {"gsd": res, "proj:code": code, "proj:epsg": spec.frame.epsg, "proj:shape": [h // k, w // k],
-                 "proj:transform": [res, 0.0, spec.frame.x0, 0.0, -res, spec.frame.y0],
+        grid = spec.frame.geobox(spec.shape_yx, res)
+        extra = {"gsd": res, "proj:code": code, "proj:epsg": spec.frame.epsg, "proj:shape": list(grid.shape.yx),
+                 "proj:transform": list(grid.transform)[:6],
                  "raster:bands": [{"nodata": 0, "data_type": dtype, "spatial_resolution": res}]}
         if key == "labels":
             title, roles = "Class labels (generated ground truth, not imagery)", ["labels"]
