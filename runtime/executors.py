@@ -114,11 +114,17 @@ def _local_gpus() -> int:
 
 
 class DaskExecutor:
-    """Dask distributed: an embedded cluster (``local_cluster``), or an existing scheduler at ``address``."""
+    """Dask distributed: an embedded cluster (``local_cluster``), or an existing scheduler at ``address``.
 
-    def __init__(self, address: str | None = None, *, workers: int | None = None, client: Any = None) -> None:
+    ``priority(i)``: the Dask priority of the i-th item a call submits (higher runs first); with
+    :func:`take_turns` the runs that share one cluster alternate tile by tile.
+    """
+
+    def __init__(self, address: str | None = None, *, workers: int | None = None, client: Any = None,
+                 priority: Callable[[int], int] | None = None) -> None:
         from distributed import Client
 
+        self.priority = priority
         self._own_cluster = None
         self._own_client = client is None
         if client is not None:
@@ -170,6 +176,7 @@ class DaskExecutor:
         from distributed import as_completed
 
         nonce = uuid.uuid4().hex[:6]
+        submitted = 0
         workers = max(1, len(self.client.scheduler_info().get("workers", {})))
         window = max(64, 32 * workers)
         it = iter(items)
@@ -178,14 +185,21 @@ class DaskExecutor:
 
         addresses = sorted(self.client.scheduler_info().get("workers", {})) if affinity and not resources else []
 
+        def where_for(item: Any) -> str | None:
+            return addresses[min(int(affinity(item) * len(addresses)), len(addresses) - 1)] if addresses else None
+
         def submit_batch(n: int) -> list[Any]:
+            nonlocal submitted
             batch = [item for _, item in zip(range(n), it)]
             if not batch:
                 return []
+            first, submitted = submitted, submitted + len(batch)
+            if self.priority is not None:  # a task per item: client.map takes one priority for all
+                return [self._submit_one(fn, item, shared, f"{key(item)}-{nonce}", self.priority(first + i), by_key,
+                                         resources, where_for(item)) for i, item in enumerate(batch)]
             groups: dict[str | None, list[Any]] = {}
             for item in batch:
-                where = addresses[min(int(affinity(item) * len(addresses)), len(addresses) - 1)] if addresses else None
-                groups.setdefault(where, []).append(item)
+                groups.setdefault(where_for(item), []).append(item)
             futures = []
             for where, group in groups.items():
                 keys = [f"{key(item)}-{nonce}" for item in group]
@@ -213,12 +227,24 @@ class DaskExecutor:
                 in_flight += len(more)
                 ac.update(more)
 
+    def _submit_one(self, fn: Callable[..., Any], item: Any, shared: list[Any], key: str, priority: int,
+                    by_key: dict[str, Any], resources: dict[str, float] | None, where: str | None) -> Any:
+        """One item as its own task, with its own priority."""
+        by_key[key] = item
+        return self.client.submit(fn, item, *shared, key=key, priority=priority, resources=resources, pure=False,
+                                  workers=[where] if where else None, allow_other_workers=where is not None)
+
     def close(self) -> None:
         """Close the client and the local cluster if this executor started them."""
         if self._own_client:
             self.client.close()
         if self._own_cluster is not None:
             self._own_cluster.close()
+
+
+def take_turns(i: int) -> int:
+    """The priority of a run's i-th tile: ``-i``, so runs on one cluster alternate and a new one is never starved."""
+    return -i
 
 
 def _has_bokeh() -> bool:

@@ -367,6 +367,13 @@ def ui(catalog, cluster, runs, port, host) -> None:
     raise SystemExit(subprocess.call(cmd, env=env))
 
 
+from geoloom.workflows.cli_jobs import jobs, serve, submit  # noqa: E402 - the job service's commands
+
+cli.add_command(serve)
+cli.add_command(submit)
+cli.add_command(jobs)
+
+
 def main() -> None:
     """The console script."""
     import warnings

@@ -1,0 +1,232 @@
+"""The job service as a user meets it: `geoloom serve` as a real process on loopback with real Dask
+workers, jobs submitted from Python and the CLI, taking turns on one cluster, cancelled, and resumed
+after the service is SIGKILLed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pystac
+import pytest
+
+from geoloom.workflows import detect
+from geoloom.workflows.api import Run
+from geoloom.workflows.service_client import ServiceClient, submit
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Service:
+    """A `geoloom serve` process with two workers on a job database."""
+
+    def __init__(self, cli: list[str], db: Path, log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(log, "ab")
+        self.proc = subprocess.Popen([*cli, "serve", "--db", str(db), "--port", str(self.port), "--workers", "2"],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.client = ServiceClient(self.url)
+        deadline = time.time() + 120
+        while True:
+            assert self.proc.poll() is None, Path(log).read_text()
+            try:
+                if self.client.health()["workers"] == 2:
+                    break
+            except Exception:
+                pass
+            assert time.time() < deadline, "the service did not start"
+            time.sleep(0.2)
+
+    def workers(self) -> list[psutil.Process]:
+        """The Dask worker processes this service started (`dask_spec` in their command line)."""
+        try:
+            children = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+        found = []
+        for p in children:
+            try:
+                if any("dask_spec" in part for part in p.cmdline()):
+                    found.append(p)
+            except psutil.Error:
+                pass
+        return found
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def cli_env(url: str) -> dict[str, str]:
+    return dict(os.environ, GEOLOOM_SERVICE=url)
+
+
+def ledger_lines(folder: Path) -> int:
+    f = folder / "ledger.jsonl"
+    return len(f.read_text().splitlines()) if f.exists() else 0
+
+
+def wait_until(cond, timeout: float = 120, every: float = 0.02) -> None:
+    deadline = time.time() + timeout
+    while not cond():
+        assert time.time() < deadline, "timed out"
+        time.sleep(every)
+
+
+def same_arrays(a: Run, b: Run) -> None:
+    da, db = a.dataset, b.dataset
+    assert set(da.data_vars) == set(db.data_vars)
+    for name in da.data_vars:
+        np.testing.assert_array_equal(da[name].values, db[name].values, err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def refs(sample_catalog, tmp_path_factory):
+    """Direct runs (no service) of the two requests the jobs run."""
+    root = tmp_path_factory.mktemp("refs")
+    return {size: detect("sample-bay", model="fdi", catalog=sample_catalog, out=root / f"t{size}", tile_size=size,
+                         runtime="in-process", progress=False) for size in (32, 64)}
+
+
+@pytest.fixture(scope="module")
+def service(geoloom_cli, tmp_path_factory):
+    """One service for the module's tests that do not kill it."""
+    root = tmp_path_factory.mktemp("service")
+    svc = Service(geoloom_cli, root / "jobs.sqlite", root / "serve.log")
+    yield svc
+    svc.stop()
+
+
+def test_two_jobs_take_turns_on_one_cluster_and_equal_direct_runs(service, geoloom_cli, sample_catalog, refs, tmp_path):
+    assert len(service.workers()) == 2
+    a = submit("sample-bay", model="fdi", catalog=sample_catalog, out=tmp_path / "a", tile_size=32, service=service.url)
+    wait_until(lambda: ledger_lines(tmp_path / "a") >= 1)  # the first job is running on the cluster
+    b = submit("sample-bay", model="fdi", catalog=sample_catalog, out=tmp_path / "b", tile_size=64, service=service.url,
+               user="alice")
+    total_a, total_b = refs[32].tiles.total, refs[64].tiles.total
+    a_when_b_ended, workers_seen, seen = None, set(), []
+    while not (a.record.final and b.record.final):
+        n_a, n_b = ledger_lines(tmp_path / "a"), ledger_lines(tmp_path / "b")
+        if a_when_b_ended is None and n_b == total_b:
+            a_when_b_ended = n_a
+        seen.append((n_a, n_b))
+        workers_seen.add(len(service.workers()))
+        time.sleep(0.02)
+    run_a, run_b = a.result(), b.result()
+    # tile i of each job has priority -i: the later job's first tiles go before the first job's later
+    # ones, so it ends while the first still has tiles to run; in first-come order it would queue behind
+    assert a_when_b_ended is not None and a_when_b_ended <= total_a * 2 // 3, sorted(set(seen))
+    assert workers_seen == {2}, "one cluster of two workers served both jobs"
+    assert run_a.timings["cluster"]["address"] == run_b.timings["cluster"]["address"]
+    assert run_a.ok and run_b.ok
+    same_arrays(refs[32], run_a)
+    same_arrays(refs[64], run_b)
+    assert b.record.user == "alice" and a.record.user
+    assert b.progress().fraction == 1.0
+
+    listed = subprocess.run([*geoloom_cli, "jobs", "--json"], capture_output=True, text=True, timeout=120,
+                            env=cli_env(service.url))
+    assert listed.returncode == 0, listed.stderr
+    rows = {r["id"]: r for r in json.loads(listed.stdout)}
+    assert rows[b.id]["user"] == "alice" and rows[b.id]["state"] == "done" and rows[b.id]["model"] == "fdi"
+    assert rows[a.id]["progress"] == f"{total_a}/{total_a}" and rows[a.id]["region"] == "sample-bay"
+
+
+def test_cancel_stops_a_job_and_keeps_its_tiles(service, geoloom_cli, sample_catalog, tmp_path):
+    job = submit("sample-bay", model="fdi", catalog=sample_catalog, out=tmp_path / "c", tile_size=64, service=service.url)
+    wait_until(lambda: ledger_lines(tmp_path / "c") >= 1)
+    job.cancel()
+    wait_until(lambda: job.record.final, every=0.1)
+    record = job.record
+    assert record.state == "cancelled"
+    assert 0 < record.tiles_done < record.tiles_total
+    run = Run(tmp_path / "c")
+    assert run.tiles.done == record.tiles_done and run.tiles.missing > 0  # the tiles done are published
+    waited = subprocess.run([*geoloom_cli, "jobs", "wait", job.id], capture_output=True, text=True, timeout=120,
+                            env=cli_env(service.url))
+    assert waited.returncode == 2 and "cancelled" in waited.stderr
+    with pytest.raises(Exception, match="cancelled"):
+        job.result()
+
+
+def test_jobs_wait_exit_codes(service, geoloom_cli, sample_catalog, catalog_copy, tmp_path):
+    env = cli_env(service.url)
+
+    def geoloom(*args: object) -> subprocess.CompletedProcess:
+        return subprocess.run([*geoloom_cli, *map(str, args)], capture_output=True, text=True, timeout=300, env=env)
+
+    done = geoloom("submit", "--preset", "sample-bay", "--model", "fdi", "--catalog", sample_catalog, "--tile-size", 128,
+                   "--out", tmp_path / "ok", "--user", "bob")
+    assert done.returncode == 0, done.stderr
+    ok = geoloom("jobs", "wait", done.stdout.strip())
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip() == str((tmp_path / "ok").resolve())
+
+    again = geoloom("submit", "--preset", "sample-bay", "--model", "fdi", "--catalog", sample_catalog, "--tile-size", 128,
+                    "--out", tmp_path / "ok", "--wait")  # the folder holds a run: the job fails with the reason
+    assert again.returncode == 2 and "already holds run" in again.stderr, again.stderr
+
+    cat = pystac.Catalog.from_file(str(catalog_copy))
+    for item in cat.get_items(recursive=True):  # tiles over the UTM 31N scenes fail, the others do not
+        if item.properties.get("proj:code") == "EPSG:32631":
+            nir = Path(item.assets["nir"].get_absolute_href())
+            nir.write_bytes(nir.read_bytes()[:4096])
+    partial = geoloom("submit", "--preset", "sample-area", "--model", "fdi", "--catalog", catalog_copy, "--tile-size", 256,
+                      "--retries", 0, "--out", tmp_path / "partial")
+    assert partial.returncode == 0, partial.stderr
+    some_failed = geoloom("jobs", "wait", partial.stdout.strip())
+    assert some_failed.returncode == 3, some_failed.stderr
+
+    unknown = geoloom("jobs", "cancel", "nosuchjob")
+    assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1 and "no job" in unknown.stderr
+
+
+def test_a_killed_service_resumes_its_job_with_identical_results(geoloom_cli, sample_catalog, refs, tmp_path):
+    db, out = tmp_path / "jobs.sqlite", tmp_path / "k"
+    first = Service(geoloom_cli, db, tmp_path / "serve.log")
+    try:
+        job = submit("sample-bay", model="fdi", catalog=sample_catalog, out=out, tile_size=64, service=first.url)
+        wait_until(lambda: ledger_lines(out) >= 3)
+        workers = first.workers()
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait()
+    finally:
+        first.stop()
+    done_before = {json.loads(line)["key"] for line in (out / "ledger.jsonl").read_text().splitlines() if line.strip()}
+    total = refs[64].tiles.total
+    assert 3 <= len(done_before) < total and not (out / "run.json").exists(), "the service was killed mid-job"
+    psutil.wait_procs(workers, timeout=30)
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in workers), "workers outlived the service"
+
+    second = Service(geoloom_cli, db, tmp_path / "serve.log")
+    try:
+        record = second.client.wait(job.id, timeout_s=180)
+        assert record.state == "done", record.error
+        assert record.tiles_done == total and record.tiles_failed == 0
+        assert len(second.workers()) == 2
+    finally:
+        second.stop()
+    keys = [json.loads(line)["key"] for line in (out / "ledger.jsonl").read_text().splitlines() if line.strip()]
+    recomputed = keys[len(done_before):]
+    assert not set(recomputed) & done_before, "tiles done before the kill were computed again"
+    same_arrays(refs[64], Run(out))
