@@ -7,9 +7,10 @@ A job is :meth:`JobRecord.to_dict`; an error is ``{"error": one line, "kind": th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -17,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from geoloom.platform.errors import GeoloomError
+from geoloom.platform.errors import GeoloomError, RunError
 from geoloom.workflows.jobs_db import JOB_STATES
 from geoloom.workflows.service import JobService
 
@@ -38,8 +39,14 @@ async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return await run_in_threadpool(fn, *args, **kwargs)
 
 
-def create_app(service: JobService) -> Starlette:
-    """The Starlette app over a started :class:`JobService`."""
+def create_app(service: JobService, *, close_on_shutdown: bool = False) -> Starlette:
+    """The Starlette app over a started :class:`JobService` (closed with the server when ``close_on_shutdown``)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        if close_on_shutdown:  # here, not after the server: uvicorn re-raises SIGTERM once it has shut down
+            await run_in_threadpool(service.close)
 
     async def health(request: Request) -> JSONResponse:
         info = await _call(service.cluster_info)
@@ -89,7 +96,21 @@ def create_app(service: JobService) -> Starlette:
             Route("/jobs/{job_id}/cancel", cancel, methods=["POST"]),
         ],
         exception_handlers={GeoloomError: user_error},
+        lifespan=lifespan,
     )
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse a port that is taken before the cluster starts (uvicorn would find out only after)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise RunError(f"cannot listen on {host}:{port} ({exc.strerror}); is a service already there? "
+                           "give another --port") from None
 
 
 def serve(*, db: str | None = None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, scheduler: str | None = None,
@@ -105,13 +126,18 @@ def serve(*, db: str | None = None, host: str = DEFAULT_HOST, port: int = DEFAUL
     from geoloom.workflows.service import DEFAULT_MAX_JOBS
 
     store = open_job_store(db, exclusive=True)
+    try:
+        _check_port(host, port)
+    except BaseException:
+        store.close()
+        raise
     service = JobService(store, scheduler=scheduler, workers=workers, max_jobs=max_jobs or DEFAULT_MAX_JOBS)
     try:
         info = service.start()
         if on_ready:
             on_ready(f"http://{host}:{port}", info)
-        server = uvicorn.Server(uvicorn.Config(create_app(service), host=host, port=port, log_level="warning",
-                                               lifespan="off", access_log=False))
+        server = uvicorn.Server(uvicorn.Config(create_app(service, close_on_shutdown=True), host=host, port=port,
+                                               log_level="warning", lifespan="on", access_log=False))
         server.run()
     finally:
         service.close()

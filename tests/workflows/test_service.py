@@ -153,7 +153,7 @@ def test_two_jobs_take_turns_on_one_cluster_and_equal_direct_runs(service, geolo
 
 
 def test_cancel_stops_a_job_and_keeps_its_tiles(service, geoloom_cli, sample_catalog, tmp_path):
-    job = submit("sample-bay", model="fdi", catalog=sample_catalog, out=tmp_path / "c", tile_size=64, service=service.url)
+    job = submit("sample-bay", model="fdi", catalog=sample_catalog, out=tmp_path / "c", tile_size=32, service=service.url)
     wait_until(lambda: ledger_lines(tmp_path / "c") >= 1)
     job.cancel()
     wait_until(lambda: job.record.final, every=0.1)
@@ -205,7 +205,7 @@ def test_a_killed_service_resumes_its_job_with_identical_results(geoloom_cli, sa
     db, out = tmp_path / "jobs.sqlite", tmp_path / "k"
     first = Service(geoloom_cli, db, tmp_path / "serve.log")
     try:
-        job = submit("sample-bay", model="fdi", catalog=sample_catalog, out=out, tile_size=64, service=first.url)
+        job = submit("sample-bay", model="fdi", catalog=sample_catalog, out=out, tile_size=32, service=first.url)
         wait_until(lambda: ledger_lines(out) >= 3)
         workers = first.workers()
         first.proc.send_signal(signal.SIGKILL)
@@ -213,7 +213,7 @@ def test_a_killed_service_resumes_its_job_with_identical_results(geoloom_cli, sa
     finally:
         first.stop()
     done_before = {json.loads(line)["key"] for line in (out / "ledger.jsonl").read_text().splitlines() if line.strip()}
-    total = refs[64].tiles.total
+    total = refs[32].tiles.total
     assert 3 <= len(done_before) < total and not (out / "run.json").exists(), "the service was killed mid-job"
     psutil.wait_procs(workers, timeout=30)
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in workers), "workers outlived the service"
@@ -229,4 +229,4 @@ def test_a_killed_service_resumes_its_job_with_identical_results(geoloom_cli, sa
     keys = [json.loads(line)["key"] for line in (out / "ledger.jsonl").read_text().splitlines() if line.strip()]
     recomputed = keys[len(done_before):]
     assert not set(recomputed) & done_before, "tiles done before the kill were computed again"
-    same_arrays(refs[64], Run(out))
+    same_arrays(refs[32], Run(out))
