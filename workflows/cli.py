@@ -82,6 +82,24 @@ def _quiet(ctx: click.Context) -> bool:
     return _verbosity(ctx) < 0
 
 
+def _command_verbosity(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """``-q``/``-v`` given after a command name: the same as before it (``geoloom run -q`` = ``geoloom -q run``)."""
+    if not value:
+        return
+    level = -1 if param.name == "quiet" else int(value)
+    root = ctx.find_root()
+    root.obj = {**(root.obj or {}), "verbosity": level}
+    _set_logging(level)
+
+
+def verbosity_options(f: Any) -> Any:
+    """-v/-q on a command as well as on the group."""
+    f = click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_command_verbosity,
+                     help="Only errors and the result (as geoloom -q).")(f)
+    return click.option("-v", "--verbose", count=True, expose_value=False, callback=_command_verbosity,
+                        help="More detail (as geoloom -v).")(f)
+
+
 @cli.command()
 @region_options
 @imagery_options
@@ -94,6 +112,7 @@ def _quiet(ctx: click.Context) -> bool:
 @click.option("--overwrite", is_flag=True, help="Replace the run already in --out.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (tiles, pixels, bytes, scenes, estimate) and read no pixels.")
 @max_area_option
+@verbosity_options
 @click.pass_context
 def run(ctx: click.Context, bbox, geojson, region_file, preset, place, resume_dir, overwrite, dry_run, runtime, cluster, workers,
         retries, out, max_area_km2, **options: Any) -> None:
