@@ -11,6 +11,7 @@ cluster, a no-op round trip, the tile code's imports and the model load on every
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -38,7 +39,7 @@ def run_detect(spec: dict[str, Any]) -> dict[str, Any]:
     kwargs = {k: spec[k] for k in ("tile_size", "crs", "workers", "cluster", "max_cloud", "start", "end") if spec.get(k) is not None}
     t0 = time.perf_counter()
     run = detect(region, model=spec["model"], catalog=spec["catalog"], out=spec["out"],
-                 runtime=spec.get("runtime", "dask"), overwrite=True, retries=0, **kwargs)
+                 runtime=spec.get("runtime", "dask"), overwrite=True, retries=0, progress=False, **kwargs)
     seconds = time.perf_counter() - t0
     request = json.loads((Path(run.folder) / "request.json").read_text())
     plan = request["plan"]
@@ -46,7 +47,7 @@ def run_detect(spec: dict[str, Any]) -> dict[str, Any]:
         "ready_s": round(ready, 3),
         "detect_s": round(seconds, 3),
         "folder": str(run.folder),
-        "tiles": run.tiles,
+        "tiles": dataclasses.asdict(run.tiles),
         "stages": ledger_stages(run.folder),
         "timings": run_timings(run.folder),
         "grid": {"crs": plan["crs"], "transform": plan["transform"], "shape_yx": plan["shape_yx"],

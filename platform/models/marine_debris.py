@@ -164,10 +164,15 @@ def infer(net: DebrisNet, x: np.ndarray, device: torch.device) -> np.ndarray:
     return p[:, 0, :h, :w].cpu().numpy()
 
 
+#: Window sides are whole multiples of this (or the tile's side): the network then meets a handful
+#: of input shapes, and a worker's memory does not grow with every new one (about 2 MB a shape).
+WINDOW_STEP = 256
+
+
 def water_window(wanted: np.ndarray, context: int = HALO) -> tuple[tuple[int, int], tuple[int, int]] | None:
     """The rows and columns the network must see to score every ``wanted`` pixel as it would on the whole
-    tile: their bounding box grown by the receptive field, its start on the pooling grid (a multiple of
-    DOWNSAMPLE from the tile origin) and its end on it too or at the tile's edge; None if nothing is wanted."""
+    tile: their bounding box grown by the receptive field, starting on the pooling grid (a multiple of
+    DOWNSAMPLE from the tile origin), its side a multiple of WINDOW_STEP or the tile's; None if nothing is wanted."""
     rows, cols = np.flatnonzero(wanted.any(axis=1)), np.flatnonzero(wanted.any(axis=0))
     if rows.size == 0:
         return None
@@ -175,8 +180,12 @@ def water_window(wanted: np.ndarray, context: int = HALO) -> tuple[tuple[int, in
 
     def span(lo: int, hi: int, n: int) -> tuple[int, int]:
         start = max(0, lo - context) // DOWNSAMPLE * DOWNSAMPLE
-        end = -(-(hi + 1 + context) // DOWNSAMPLE) * DOWNSAMPLE
-        return start, n if end >= n else end
+        need = min(n, hi + 1 + context) - start
+        size = -(-need // WINDOW_STEP) * WINDOW_STEP
+        if size >= n - DOWNSAMPLE:
+            return 0, n
+        start = min(start, (n - size) // DOWNSAMPLE * DOWNSAMPLE)
+        return start, start + size
 
     return span(int(rows[0]), int(rows[-1]), h), span(int(cols[0]), int(cols[-1]), w)
 
