@@ -19,7 +19,7 @@ from typing import Any
 
 from odc.geo.geobox import GeoBox
 
-from geoloom.workflows import GeoloomError, Imagery, Plan, Progress, Region, RunRequest, run_request
+from geoloom.workflows import GeoloomError, Imagery, Plan, Progress, Region, Run, RunRequest, ServiceClient, run_request
 
 from geoloom.ui import imagery
 
@@ -188,27 +188,101 @@ class Job:
                 self._t_end = time.monotonic()
 
 
+#: The job service's states as the page names them.
+SERVICE_STATES = {"queued": "starting", "running": "running", "done": "done", "failed": "failed",
+                  "cancelled": "cancelled"}
+
+
+class ServiceJob:
+    """A run done by the geoloom job service (``geoloom serve``), with the face of :class:`Job`: the page
+    polls its state from the service and its tiles from the run folder's ledger."""
+
+    def __init__(self, spec: JobSpec, grid: TileGrid, service: str, user: str | None = None) -> None:
+        self.client = ServiceClient(service)
+        self.spec, self.grid = spec, grid
+        self.id = self.client.submit(spec.request, user=user).id
+        self._t0 = time.monotonic()
+        self._cancel = False
+        self._last: JobSnapshot | None = None
+
+    def cancel(self) -> None:
+        """Ask the service to stop the job (the tiles done are kept)."""
+        self._cancel = True
+        self.client.cancel(self.id)
+
+    def snapshot(self) -> JobSnapshot:
+        """The job as the service and the ledger say now (the last known state if the service is away)."""
+        try:
+            rec = self.client.job(self.id)
+        except GeoloomError as exc:
+            if self._last is not None:
+                return self._last
+            rec_state, error, total, done, failed = "running", str(exc), len(self.grid.tiles), 0, 0
+        else:
+            rec_state, error = rec.state, rec.error
+            total, done, failed = rec.tiles_total or len(self.grid.tiles), rec.tiles_done, rec.tiles_failed
+        state = SERVICE_STATES.get(rec_state, "running")
+        states, errors = ledger_states(Path(self.spec.request.out))
+        phase = {"starting": "waiting for the job service", "running": "running the model on each tile",
+                 "done": "finished", "failed": "failed",
+                 "cancelled": "cancelled; the tiles finished so far are saved"}[state]
+        snap = JobSnapshot(
+            id=self.id, spec=self.spec, grid=self.grid, state=state, phase=phase, total=total, done=done,
+            failed=failed, eta_s=None, elapsed_s=time.monotonic() - self._t0, tile_states=states, tile_errors=errors,
+            error=error if state == "failed" else None, notes=(), cancel_requested=self._cancel,
+        )
+        self._last = snap
+        return snap
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Poll until the job has ended (or ``timeout`` seconds); True if it has."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while self.snapshot().state not in ("done", "failed", "cancelled"):
+            if end is not None and time.monotonic() > end:
+                return False
+            time.sleep(0.5)
+        return True
+
+
+def ledger_states(folder: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """Tile states and errors from a run folder's ledger (empty before the first tile)."""
+    try:
+        records = Run(folder).ledger
+    except (OSError, ValueError):
+        return {}, {}
+    if not len(records):
+        return {}, {}
+    states = dict(zip(records["key"], records["state"], strict=True))
+    errors = {k: e for k, e in zip(records["key"], records["error"], strict=True) if isinstance(e, str) and e}
+    return states, errors
+
+
 class JobRegistry:
     """All jobs of this server process, by id; at most one running job per output folder."""
 
     def __init__(self) -> None:
-        self._jobs: dict[str, Job] = {}
+        self._jobs: dict[str, Job | ServiceJob] = {}
         self._lock = threading.Lock()
 
-    def start(self, spec: JobSpec, grid: TileGrid) -> Job:
-        """Register a job for ``spec`` and start its worker thread."""
-        job = Job(spec, grid)
+    def start(self, spec: JobSpec, grid: TileGrid, *, service: str | None = None,
+              user: str | None = None) -> Job | ServiceJob:
+        """Start a job for ``spec``: on the job service when one is given, else in a thread of this server."""
+        job: Job | ServiceJob
+        if service:
+            job = ServiceJob(spec, grid, service, user)
+        else:
+            job = Job(spec, grid)
+            job.thread.start()
         with self._lock:
             self._jobs[job.id] = job
-        job.thread.start()
         return job
 
-    def get(self, job_id: str | None) -> Job | None:
+    def get(self, job_id: str | None) -> Job | ServiceJob | None:
         """The job with this id, or None (also for a None id)."""
         with self._lock:
             return self._jobs.get(job_id) if job_id else None
 
-    def running(self) -> list[Job]:
+    def running(self) -> list[Job | ServiceJob]:
         """The jobs that have not ended yet."""
         with self._lock:
             return [j for j in self._jobs.values() if j.snapshot().running]
@@ -262,4 +336,5 @@ def unique_folder(parent: Path, name: str) -> Path:
     return path
 
 
-__all__ = ["Job", "JobRegistry", "JobSnapshot", "JobSpec", "Preview", "TileGrid", "run_folder_name", "unique_folder"]
+__all__ = ["Job", "JobRegistry", "JobSnapshot", "JobSpec", "Preview", "ServiceJob", "TileGrid", "run_folder_name",
+           "unique_folder"]

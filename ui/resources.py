@@ -36,6 +36,7 @@ class Settings:
     basemap: str
     preview: bool
     truecolour: bool
+    service: str | None = None  # a geoloom job service (GEOLOOM_SERVICE): runs go there, not into this server
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -50,6 +51,7 @@ class Settings:
             basemap="none" if env.get("GEOLOOM_BASEMAP", "osm").lower() in ("none", "off", "0") else "osm",
             preview=flag("GEOLOOM_UI_PREVIEW"),
             truecolour=flag("GEOLOOM_UI_TRUECOLOUR"),
+            service=env.get("GEOLOOM_SERVICE") or None,
         )
 
 

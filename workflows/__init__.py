@@ -34,7 +34,7 @@ from geoloom.workflows.request import (
     DEFAULT_MODEL, Execution, Grid, Imagery, RunRequest, build_request, default_catalog, request_from_folder,
 )
 from geoloom.workflows.runs import Prepared
-from geoloom.workflows.service_client import Job, submit
+from geoloom.workflows.service_client import Job, ServiceClient, submit
 
 __all__ = [
     "BandError", "CatalogError", "DateError", "GeoloomError", "ImageryReadError", "ModelError", "NoImageryError",
@@ -43,6 +43,6 @@ __all__ = [
     "Progress",
     "DEFAULT_MODEL", "Execution", "Grid", "Imagery", "Prepared", "Run", "RunRequest", "TileCounts", "build_request",
     "detect", "map_tiles", "open_run", "plan_request", "plan_run", "request_from_folder", "run_request", "default_catalog",
-    "data_dir", "web_assets_dir", "index_folder", "list_collections", "styles",
+    "data_dir", "web_assets_dir", "index_folder", "list_collections", "ServiceClient", "styles",
     "Job", "submit",
 ]

@@ -367,7 +367,10 @@ def regions() -> None:
 @click.option("--runs", type=click.Path(file_okay=False), default="runs", show_default=True, help="Folder for runs and their history.")
 @click.option("--port", type=int, default=8501, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for all).")
-def ui(catalog, cluster, runs, port, host) -> None:
+@click.option("--service", default=None, metavar="URL",
+              help="Send runs to a geoloom job service (geoloom serve; or GEOLOOM_SERVICE) instead of running them "
+                   "inside the UI's server.")
+def ui(catalog, cluster, runs, port, host, service) -> None:
     """Start the web UI (Streamlit) on the embedded defaults."""
     import os
     import subprocess
@@ -378,6 +381,8 @@ def ui(catalog, cluster, runs, port, host) -> None:
         env["GEOLOOM_CATALOG"] = str(Path(catalog).resolve()) if "://" not in catalog else catalog
     if cluster:
         env["GEOLOOM_SCHEDULER"] = cluster
+    if service:
+        env["GEOLOOM_SERVICE"] = service
     app = Path(find_spec("geoloom.ui").origin).with_name("app.py")  # the script only; workflows never imports ui
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
            "--server.address", host, "--server.headless", "true", "--server.enableStaticServing", "true",

@@ -230,3 +230,39 @@ def test_a_killed_service_resumes_its_job_with_identical_results(geoloom_cli, sa
     recomputed = keys[len(done_before):]
     assert not set(recomputed) & done_before, "tiles done before the kill were computed again"
     same_arrays(refs[32], Run(out))
+
+
+def test_a_run_from_the_page_goes_to_the_service_and_outlives_the_page(service, sample_catalog, refs, tmp_path,
+                                                                       monkeypatch):
+    """The page sends its run to the job service; the page goes away mid-run, the job finishes, and a new
+    page lists it in the history and opens it with the same pixels as a direct run."""
+    import streamlit_folium
+    from streamlit.testing.v1 import AppTest
+
+    app = str(Path(__file__).resolve().parents[2] / "ui" / "app.py")
+    monkeypatch.setattr(streamlit_folium, "st_folium", lambda *args, **kwargs: None)
+    for key, value in {"GEOLOOM_SERVICE": service.url, "GEOLOOM_CATALOG": str(sample_catalog),
+                       "GEOLOOM_RUNS": str(tmp_path / "runs"), "GEOLOOM_UI_PREVIEW": "0",
+                       "GEOLOOM_BASEMAP": "none"}.items():
+        monkeypatch.setenv(key, value)
+    at = AppTest.from_file(app, default_timeout=90)
+    at.run()
+    at.selectbox(key="model").set_value("fdi").run()
+    at.selectbox(key="preset").set_value("sample-bay").run()
+    at.text_input(key="tile_size").set_value("64").run()
+    at.button(key="run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    job_id = at.session_state["job_id"]
+    record = service.client.job(job_id)  # the page's job is the service's
+    assert record.request["model"]["name"] == "fdi"
+    del at  # the page (and its server session) goes away mid-run
+    done = service.client.wait(job_id, timeout_s=180)
+    assert done.state == "done"
+    same_arrays(Run(Path(done.out)), refs[64])
+    again = AppTest.from_file(app, default_timeout=90)
+    again.run()
+    assert any("fdi · sample-bay" in o for o in again.selectbox(key="history_pick").options)
+    again.selectbox(key="history_pick").set_value(done.out).run()
+    again.button(key="open_run").click().run()
+    assert not again.exception and not again.error, [e.value for e in again.error]
+    assert any("Result" in str(s.value) for s in again.subheader)
