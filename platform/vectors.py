@@ -90,10 +90,17 @@ def merge_across_tiles(parts: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     graph = coo_matrix((np.ones(len(left)), (left, right)), shape=(n, n))
     _, comp = connected_components(graph, directed=False)
     parts = parts.assign(_comp=comp)
+    # the scene (and its time) that gave most of an object's pixels, over all its parts
+    by_scene = parts.groupby(["_comp", "scene"], sort=False, dropna=False)["pixels"].sum().reset_index()
+    top = by_scene.sort_values(["_comp", "pixels"], ascending=[True, False], kind="stable").drop_duplicates("_comp")
+    scene_of = dict(zip(top["_comp"], top["scene"], strict=True))
+    when_of = parts.drop_duplicates(["_comp", "scene"]).set_index(["_comp", "scene"])["datetime"].to_dict()
     merged = parts.dissolve(
         by="_comp",
         aggfunc={"score": "max", "pixels": "sum", "class": "first", "scene": "first", "datetime": "first", "tile": "first"},
     )
+    merged["scene"] = [scene_of[c] for c in merged.index]
+    merged["datetime"] = [when_of.get((c, scene_of[c]), merged.at[c, "datetime"]) for c in merged.index]
     merged = merged.reset_index(drop=True)
     merged["geometry"] = merged.geometry.make_valid()
     return merged

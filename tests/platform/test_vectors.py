@@ -164,7 +164,6 @@ def test_merging_nothing_gives_nothing():
     assert len(merge_across_tiles(empty)) == 0
 
 
-@pytest.mark.xfail(strict=True, reason="a merged object takes the scene of its first part, not of most of its pixels")
 def test_a_merged_object_names_the_scene_that_gave_most_of_its_pixels():
     m = np.zeros((64, 64), dtype=np.uint8)
     m[10, 30:64] = 1  # 2 pixels in tile (0, 0), 32 in tile (0, 1)
