@@ -148,13 +148,6 @@ class Plan:
                             "it was written by another geoloom version: start the run again with --overwrite")
         return plan
 
-    def tile(self, key: str) -> TileTask:
-        """The tile with this key."""
-        for t in self.tiles:
-            if t.key == key:
-                return t
-        raise KeyError(key)
-
 
 def plan_token(*parts: Any) -> str:
     """A short stable hash of JSON-able parts (tile keys and run ids)."""
