@@ -204,6 +204,27 @@ class ServiceJob:
         self._t0 = time.monotonic()
         self._cancel = False
         self._last: JobSnapshot | None = None
+        self._finishing: threading.Thread | None = None
+        self._notes: list[str] = []
+
+    def _truecolour_state(self) -> str:
+        """After the service's run: the imagery's true-colour layer, made here ("finishing" until it is)."""
+        if not self.spec.truecolour:
+            return "done"
+        if self._finishing is None:
+            def work() -> None:
+                try:
+                    imagery.make_truecolour(self.spec.request.region, self.spec.out / "truecolour",
+                                            imagery=self.spec.request.imagery, resolution=self.spec.resolution)
+                except GeoloomError as exc:
+                    self._notes.append(f"no true-colour layer: {exc}")
+                except Exception:
+                    log.exception("true-colour layer of %s failed", self.id)
+                    self._notes.append("no true-colour layer (see the server log)")
+
+            self._finishing = threading.Thread(target=work, name=f"geoloom-truecolour-{self.id}", daemon=True)
+            self._finishing.start()
+        return "finishing" if self._finishing.is_alive() else "done"
 
     def cancel(self) -> None:
         """Ask the service to stop the job (the tiles done are kept)."""
@@ -222,14 +243,16 @@ class ServiceJob:
             rec_state, error = rec.state, rec.error
             total, done, failed = rec.tiles_total or len(self.grid.tiles), rec.tiles_done, rec.tiles_failed
         state = SERVICE_STATES.get(rec_state, "running")
+        if state == "done":
+            state = self._truecolour_state()
         states, errors = ledger_states(Path(self.spec.request.out))
         phase = {"starting": "waiting for the job service", "running": "running the model on each tile",
-                 "done": "finished", "failed": "failed",
+                 "finishing": "rendering the imagery's true colour", "done": "finished", "failed": "failed",
                  "cancelled": "cancelled; the tiles finished so far are saved"}[state]
         snap = JobSnapshot(
             id=self.id, spec=self.spec, grid=self.grid, state=state, phase=phase, total=total, done=done,
             failed=failed, eta_s=None, elapsed_s=time.monotonic() - self._t0, tile_states=states, tile_errors=errors,
-            error=error if state == "failed" else None, notes=(), cancel_requested=self._cancel,
+            error=error if state == "failed" else None, notes=tuple(self._notes), cancel_requested=self._cancel,
         )
         self._last = snap
         return snap

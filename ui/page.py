@@ -296,8 +296,7 @@ def start_run(cfg: Settings, prep: Any) -> None:
         workers = int(ss.get("workers")) if cfg.runtime == "dask" and not cfg.scheduler and ss.get("workers") else None
         request = prep.request.replace(out=str(out), execution=gw.Execution(runtime=cfg.runtime, cluster=cfg.scheduler,
                                                                             workers=workers))
-        spec = jobs.JobSpec(request, resolution=float(prep.plan.resolution),
-                            truecolour=cfg.truecolour and not cfg.service)
+        spec = jobs.JobSpec(request, resolution=float(prep.plan.resolution), truecolour=cfg.truecolour)
         job = job_registry().start(spec, jobs.TileGrid.from_plan(prep.plan), service=cfg.service)
     except OSError as exc:
         ss.run_error = f"cannot start the run: the runs folder {cfg.runs} is not writable ({exc.strerror or exc})"

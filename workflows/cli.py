@@ -371,7 +371,8 @@ def regions() -> None:
               help="Send runs to a geoloom job service (geoloom serve; or GEOLOOM_SERVICE) instead of running them "
                    "inside the UI's server.")
 def ui(catalog, cluster, runs, port, host, service) -> None:
-    """Start the web UI (Streamlit) on the embedded defaults."""
+    """Start the web UI (Streamlit) on the embedded defaults: with a job service of its own (runs go to one
+    warm cluster and outlive the page) unless --service names one or GEOLOOM_RUNTIME=in-process."""
     import os
     import subprocess
     from importlib.util import find_spec
@@ -381,6 +382,10 @@ def ui(catalog, cluster, runs, port, host, service) -> None:
         env["GEOLOOM_CATALOG"] = str(Path(catalog).resolve()) if "://" not in catalog else catalog
     if cluster:
         env["GEOLOOM_SCHEDULER"] = cluster
+    service = service or env.get("GEOLOOM_SERVICE")
+    own_service = None
+    if not service and env.get("GEOLOOM_RUNTIME", "dask") not in ("in-process", "local", "inprocess"):
+        own_service, service = _start_ui_service(Path(runs).resolve(), cluster, env)
     if service:
         env["GEOLOOM_SERVICE"] = service
     app = Path(find_spec("geoloom.ui").origin).with_name("app.py")  # the script only; workflows never imports ui
@@ -388,7 +393,45 @@ def ui(catalog, cluster, runs, port, host, service) -> None:
            "--server.address", host, "--server.headless", "true", "--server.enableStaticServing", "true",
            "--browser.gatherUsageStats", "false"]
     click.echo(f"geoloom UI on http://{host}:{port}", err=True)
-    raise SystemExit(subprocess.call(cmd, env=env))
+    try:
+        code = subprocess.call(cmd, env=env)
+    finally:
+        if own_service is not None:
+            own_service.terminate()  # running jobs go back to the queue and resume at the next start
+            try:
+                own_service.wait(60)
+            except subprocess.TimeoutExpired:
+                own_service.kill()
+    raise SystemExit(code)
+
+
+def _start_ui_service(runs: Path, cluster: str | None, env: dict[str, str]) -> tuple[Any, str]:
+    """A job service for the UI (its job database in the runs folder), once it answers; (process, URL)."""
+    import socket
+    import subprocess
+    import time
+
+    from geoloom.platform.errors import RunError
+    from geoloom.workflows.service_client import ServiceClient
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    runs.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-c", "from geoloom.workflows.cli import main; main()", "serve", "--port", str(port),
+           "--db", str(runs / "jobs.sqlite")] + (["--scheduler", cluster] if cluster else [])
+    proc = subprocess.Popen(cmd, env=env)
+    url = f"http://127.0.0.1:{port}"
+    client, deadline = ServiceClient(url, timeout_s=2), time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            client.health()
+            click.echo(f"job service on {url} (jobs in {runs / 'jobs.sqlite'})", err=True)
+            return proc, url
+        except GeoloomError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RunError("the UI's job service did not start; see the messages above, or give --service URL")
 
 
 from geoloom.workflows.cli_jobs import jobs, serve, submit  # noqa: E402 - the job service's commands

@@ -243,7 +243,7 @@ def test_a_run_from_the_page_goes_to_the_service_and_outlives_the_page(service, 
     monkeypatch.setattr(streamlit_folium, "st_folium", lambda *args, **kwargs: None)
     for key, value in {"GEOLOOM_SERVICE": service.url, "GEOLOOM_CATALOG": str(sample_catalog),
                        "GEOLOOM_RUNS": str(tmp_path / "runs"), "GEOLOOM_UI_PREVIEW": "0",
-                       "GEOLOOM_BASEMAP": "none"}.items():
+                       "GEOLOOM_BASEMAP": "none", "GEOLOOM_UI_TRUECOLOUR": "0"}.items():
         monkeypatch.setenv(key, value)
     at = AppTest.from_file(app, default_timeout=90)
     at.run()
@@ -266,3 +266,55 @@ def test_a_run_from_the_page_goes_to_the_service_and_outlives_the_page(service, 
     again.button(key="open_run").click().run()
     assert not again.exception and not again.error, [e.value for e in again.error]
     assert any("Result" in str(s.value) for s in again.subheader)
+
+
+def test_geoloom_ui_starts_a_job_service_of_its_own_and_stops_it(geoloom_cli, sample_catalog, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("GEOLOOM_RUNTIME", "GEOLOOM_SERVICE")}
+    proc = subprocess.Popen([*geoloom_cli, "ui", "--port", str(free_port()), "--runs", str(tmp_path / "runs"),
+                             "--catalog", str(sample_catalog)], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        deadline = time.time() + 180
+        while url is None and time.time() < deadline:
+            line = proc.stderr.readline()  # type: ignore[union-attr]
+            assert line or proc.poll() is None, "geoloom ui ended before its service started"
+            if line.startswith("job service on "):
+                url = line.split()[3]
+        assert url, "no job service was started"
+        client = ServiceClient(url)
+        assert client.health()["workers"] >= 1 and (tmp_path / "runs" / "jobs.sqlite").exists()
+        service_pids = [p.pid for p in psutil.Process(proc.pid).children() if "serve" in p.cmdline()]
+        assert len(service_pids) == 1
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    gone, alive = psutil.wait_procs([psutil.Process(p) for p in service_pids if psutil.pid_exists(p)], timeout=60)
+    assert not alive, "the UI's job service outlived the UI"
+
+
+def test_a_page_run_on_the_service_gets_its_true_colour_layer(service, sample_catalog, tmp_path, monkeypatch):
+    import streamlit_folium
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setattr(streamlit_folium, "st_folium", lambda *args, **kwargs: None)
+    for key, value in {"GEOLOOM_SERVICE": service.url, "GEOLOOM_CATALOG": str(sample_catalog),
+                       "GEOLOOM_RUNS": str(tmp_path / "runs"), "GEOLOOM_UI_PREVIEW": "0",
+                       "GEOLOOM_BASEMAP": "none"}.items():
+        monkeypatch.setenv(key, value)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "ui" / "app.py"), default_timeout=90)
+    at.run()
+    at.selectbox(key="model").set_value("fdi").run()
+    at.selectbox(key="preset").set_value("sample-bay").run()
+    at.button(key="run").click().run()
+    deadline = time.time() + 180
+    while not at.session_state["view_folder"] if "view_folder" in at.session_state else True:
+        assert time.time() < deadline, "the page's run did not finish"
+        time.sleep(1.0)
+        at.run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+    out = Path(at.session_state["view_folder"])
+    assert (out / "run.json").exists() and (out / "truecolour" / "run.json").exists()
