@@ -18,8 +18,8 @@ import click
 from geoloom.platform.errors import GeoloomError
 from geoloom.platform.export import EXPORT_FORMATS, PLANNED_FORMATS
 from geoloom.workflows.options import (
-    catalog_option, execution_options, grid_options, imagery_options, max_area_option, pick_region, region_options,
-    scheduler_option,
+    catalog_option, execution_options, grid_options, imagery_options, max_area_option, model_options, out_option,
+    pick_region, region_options, scheduler_option,
 )
 
 EXIT_PARTIAL = 3
@@ -103,11 +103,10 @@ def verbosity_options(f: Any) -> Any:
 @cli.command()
 @region_options
 @imagery_options
-@click.option("--model", default="marine-debris", show_default=True, help="Model name (geoloom models) or a model folder.")
-@click.option("--threshold", type=float, default=None, help="Detection threshold (default: the model card's).")
+@model_options
 @grid_options
 @execution_options
-@click.option("--out", type=click.Path(file_okay=False), default=None, help="Folder for the run's files.")
+@out_option
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), default=None, metavar="DIR", help="Finish an interrupted run in DIR.")
 @click.option("--overwrite", is_flag=True, help="Replace the run already in --out.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (tiles, pixels, bytes, scenes, estimate) and read no pixels.")

@@ -9,7 +9,9 @@ from typing import Any
 
 import click
 
-from geoloom.workflows.options import grid_options, imagery_options, max_area_option, pick_region, region_options
+from geoloom.workflows.options import (
+    grid_options, imagery_options, max_area_option, model_options, out_option, pick_region, region_options,
+)
 
 service_option = click.option(
     "--service", default=None, metavar="URL", envvar="GEOLOOM_SERVICE", show_envvar=True,
@@ -55,11 +57,10 @@ def serve(db, host, port, cluster, workers, max_jobs) -> None:
 @click.command()
 @region_options
 @imagery_options
-@click.option("--model", default="marine-debris", show_default=True, help="Model name (geoloom models) or a model folder.")
-@click.option("--threshold", type=float, default=None, help="Detection threshold (default: the model card's).")
+@model_options
 @grid_options
 @click.option("--retries", type=click.IntRange(0, 20), default=2, show_default=True, help="Retries of a failing tile.")
-@click.option("--out", type=click.Path(file_okay=False), default=None, help="Folder for the run's files.")
+@out_option
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
               help="Finish an interrupted or cancelled run in DIR.")
 @click.option("--overwrite", is_flag=True, help="Replace the run already in --out.")

@@ -62,6 +62,13 @@ grid_options = _stack(
     click.option("--tile-size", type=int, default=None, help="Tile core size in pixels (default: the model card's)."),
 )
 
+model_options = _stack(
+    click.option("--model", default="marine-debris", show_default=True, help="Model name (geoloom models) or a model folder."),
+    click.option("--threshold", type=float, default=None, help="Detection threshold (default: the model card's)."),
+)
+
+out_option = click.option("--out", type=click.Path(file_okay=False), default=None, help="Folder for the run's files.")
+
 scheduler_option = click.option(
     "--scheduler", "--address", "cluster", default=None, metavar="ADDRESS",
     help="An existing cluster: a Dask scheduler tcp://HOST:PORT (or DASK_SCHEDULER_ADDRESS), "
