@@ -34,7 +34,8 @@ DOCS_IMG = REPO / "docs" / "img" if os.environ.get("GEOLOOM_UPDATE_DOCS") == "1"
 DRAWN_BBOX = (-0.054, 5.618, -0.027, 5.645)  # the sample bay (its preset's box): one tile
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
-MAP_FRAME = "iframe[title='streamlit_folium.st_folium']"
+# the map's component iframe; a rerun may leave a second, unsized one (width -1) behind for a while
+MAP_FRAME = "iframe[title='streamlit_folium.st_folium']:not([width='-1'])"
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -115,7 +116,7 @@ def shot(page, name: str) -> None:
 
 def map_point(page, frame, lon: float, lat: float) -> tuple[float, float]:
     """Page coordinates of a lon/lat on the Leaflet map inside the component's iframe."""
-    box = page.locator(MAP_FRAME).bounding_box()
+    box = page.locator(MAP_FRAME).first.bounding_box()
     x, y = frame.evaluate(
         """([lat, lon]) => {
             const p = window.map.latLngToContainerPoint(L.latLng(lat, lon));
@@ -128,7 +129,7 @@ def map_point(page, frame, lon: float, lat: float) -> tuple[float, float]:
 
 
 def map_frame(page):
-    handle = page.locator(MAP_FRAME).element_handle(timeout=60_000)
+    handle = page.locator(MAP_FRAME).first.element_handle(timeout=60_000)
     return handle.content_frame()
 
 
@@ -155,7 +156,7 @@ def test_draw_run_and_see_the_result(server):
         try:
             page.route("**/*", only_loopback)
             page.goto(server, wait_until="domcontentloaded")
-            frames = page.frame_locator(MAP_FRAME)
+            frames = map_frame_locator(page)
             expect(frames.locator(".leaflet-draw-draw-rectangle")).to_be_visible(timeout=60_000)
             expect(frames.locator(".geoloom-offline-note")).to_be_visible(timeout=30_000)
             # the imagery's true-colour preview, the offline basemap, is made in the background on first start
@@ -227,4 +228,5 @@ def test_draw_run_and_see_the_result(server):
 
 
 def map_frame_locator(page):
-    return page.frame_locator(MAP_FRAME)
+    """The live map's content (the first sized map iframe)."""
+    return page.locator(MAP_FRAME).first.content_frame
