@@ -4,6 +4,8 @@ The sample area straddles the 0 degree meridian, so its scenes fall in UTM zones
 31N as real Sentinel-2 tiles there do. One world per date (coast, river plumes, debris
 windrows, Sargassum, ships, clouds) is defined in world metres around (0 E, 5.59 N) and
 rendered into each scene's own UTM grid, so overlapping scenes agree where they overlap.
+Dates after the first two continue the second: debris clusters drift with a current, some
+disperse or strand, and new ones form (after rain, at the bay's river mouth).
 Scenes are written strip by strip into plain GeoTIFFs and converted to COGs, so memory
 stays flat even for a full 10980 x 10980 tile.
 """
@@ -35,28 +37,27 @@ from shapely.geometry import Polygon, mapping
 
 from geoloom.platform.bands import REFLECTANCE_BANDS, S2_BANDS, SCL_CLASSES, band_info
 from geoloom.platform.classes import LABEL_CLASSES, LABEL_NODATA
-from geoloom.platform.errors import GeoloomError, OutputError
+from geoloom.platform.errors import OutputError
 from geoloom.platform.outputs import check_catalog_folder, items_extent, write_catalog
+from geoloom.platform.sample_dates import (
+    ACQUISITIONS, BAY_LON, LAT0, LON0, M_PER_DEG_X, M_PER_DEG_Y, Acquisition, SampleDataError, _clusters, _coast,
+    _drifted_debris, _extent, _first_debris, _inside, _rain, _water_km2, _wx, _wy, sample_acquisition,
+)
 from geoloom.platform.sensors import S2_QUANTIFICATION, SCL_CLOUD
 from geoloom.platform.scenes import (
-    PIXEL_M, Clouds, Coast, Plume, Stroke, World, block_all, block_mean, debris_cluster, mix_bands, quantize,
-    render_window, river, sargassum_group, ship, strokes_to_pixels, synthesize_scene,
+    PIXEL_M, Clouds, Plume, Stroke, World, block_all, block_mean, mix_bands, quantize, render_window, river,
+    sargassum_group, ship, strokes_to_pixels, synthesize_scene,
 )
 
 __all__ = [
     "COLLECTION_ID", "SAMPLE_BBOX_LONLAT", "SampleDataError", "default_sample_dir", "generate_sample_data",
-    "sample_world", "synthesize_scene",
+    "sample_acquisition", "sample_world", "synthesize_scene",
 ]
 
 CATALOG_ID = "geoloom-sample"
 COLLECTION_ID = "geoloom-sample-s2l2a"
 #: The sample area (W, S, E, N): the coast at Accra/Tema, Ghana, across the 0 degree meridian.
 SAMPLE_BBOX_LONLAT = (-0.15, 5.48, 0.15, 5.70)
-
-# World metres: a local equirectangular frame at (LON0, LAT0), used only to lay the world out.
-LON0, LAT0 = 0.0, 5.59
-M_PER_DEG_X, M_PER_DEG_Y = 110_790.0, 110_590.0
-BAY_LON = -0.040  # the bay of the sample-bay preset
 
 EXTENSIONS = [
     "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
@@ -69,10 +70,6 @@ EXTENSIONS = [
 
 
 _WORKERS = 2  # scenes (or strips of one scene) rendered at once; numpy and GDAL release the GIL
-
-
-class SampleDataError(GeoloomError, ValueError):
-    """The sample-data options are invalid."""
 
 
 def default_sample_dir() -> Path:
@@ -90,14 +87,6 @@ def lonlat_to_world(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.nd
 def world_to_lonlat(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The sample world's metres to longitude/latitude."""
     return np.asarray(x) / M_PER_DEG_X + LON0, np.asarray(y) / M_PER_DEG_Y + LAT0
-
-
-def _wx(lon: float) -> float:
-    return (lon - LON0) * M_PER_DEG_X
-
-
-def _wy(lat: float) -> float:
-    return (lat - LAT0) * M_PER_DEG_Y
 
 
 _local = threading.local()
@@ -139,39 +128,6 @@ class UtmFrame:
 
 
 @dataclass(frozen=True, slots=True)
-class Acquisition:
-    """One date: when, which satellite, how cloudy, and which side of a swath edge has data."""
-
-    datetime: str
-    platform: str
-    cloud_threshold: float
-    swath_edge_lon: float | None  # longitude of the swath edge at LAT0
-    swath_valid_side: Literal["west", "east"] = "west"
-    sun_azimuth: float = 140.0
-    sun_elevation: float = 52.0
-
-    def coverage(self) -> tuple[float, float, float, float] | None:
-        """The swath edge as (x, y, nx, ny) in world metres; the normal points into the swath."""
-        if self.swath_edge_lon is None:
-            return None
-        t = (math.sin(math.radians(12.0)), math.cos(math.radians(12.0)))  # ground track, NNE-SSW
-        n = (-t[1], t[0]) if self.swath_valid_side == "west" else (t[1], -t[0])
-        return _wx(self.swath_edge_lon), 0.0, n[0], n[1]
-
-    def shadow_offset(self, cloud_height_m: float = 1200.0) -> tuple[float, float]:
-        """How far (world metres x, y) cloud shadows fall from their clouds on this date."""
-        d = cloud_height_m / math.tan(math.radians(self.sun_elevation))
-        az = math.radians(self.sun_azimuth)
-        return d * math.sin(az), d * math.cos(az)
-
-
-ACQUISITIONS: tuple[Acquisition, ...] = (
-    Acquisition("2024-01-09T10:26:41Z", "sentinel-2a", 0.64, 0.12, "west"),
-    Acquisition("2024-01-14T10:26:39Z", "sentinel-2b", 0.585, -0.115, "east"),
-)
-
-
-@dataclass(frozen=True, slots=True)
 class SceneSpec:
     """One scene to write: its id, MGRS granule, pixel grid and date."""
 
@@ -184,7 +140,7 @@ class SceneSpec:
 
     def coverage(self) -> tuple[float, float, float, float] | None:
         """The swath edge that cuts this scene (a point and the normal towards the data), or None: all data."""
-        return ACQUISITIONS[self.acquisition].coverage() if self.swath_edge else None
+        return sample_acquisition(self.acquisition).coverage() if self.swath_edge else None
 
 
 # Footprints (W, S, E, N) of the two granules; they overlap by about 8 km around 0 degrees.
@@ -208,13 +164,14 @@ def _grid_for(epsg: int, bbox_lonlat: tuple[float, float, float, float], scale: 
     return UtmFrame(epsg, x0, y1), (int(round((y1 - y0) / PIXEL_M)), int(round((x1 - x0) / PIXEL_M)))
 
 
-def _scenes(size: str, scale: float) -> list[SceneSpec]:
+def _scenes(size: str, scale: float, dates: int | None = None) -> list[SceneSpec]:
     if size == "tile":
         mgrs, epsg, (x0, y0), n = _TILE
         acq = ACQUISITIONS[0]
         return [SceneSpec(_item_id(acq, mgrs) + "-tile", mgrs, UtmFrame(epsg, x0, y0), (n, n), 0, swath_edge=False)]
     out = []
-    for a, acq in enumerate(ACQUISITIONS):
+    for a in range(len(ACQUISITIONS) if dates is None else dates):
+        acq = sample_acquisition(a)
         for mgrs, epsg, bbox in _FOOTPRINTS:
             frame, shape = _grid_for(epsg, bbox, scale)
             out.append(SceneSpec(_item_id(acq, mgrs), mgrs, frame, shape, a))
@@ -228,62 +185,54 @@ def _item_id(acq: Acquisition, mgrs: str) -> str:
 # --------------------------------------------------------------------------- the world
 def sample_world(seed: int, acquisition: int, bbox_lonlat: tuple[float, float, float, float] = SAMPLE_BBOX_LONLAT
                  ) -> World:
-    """The world at one acquisition date: the same for every scene of that date."""
-    acq = ACQUISITIONS[acquisition]
+    """The world at acquisition date ``acquisition`` (0, 1, ...): the same for every scene of that date."""
+    acq = sample_acquisition(acquisition)
     base = np.random.SeedSequence([seed, 0xC0A57]).generate_state(4)
-    coast = Coast(seed=int(base[0]), offset_m=_wy(5.6375), slope=0.025 * M_PER_DEG_Y / (0.3 * M_PER_DEG_X),
-                  bays=((_wx(BAY_LON), 0.016 * M_PER_DEG_X, 0.011 * M_PER_DEG_Y),), wiggle_m=120.0)
+    coast = _coast(seed)
     dx, dy = acq.shadow_offset()
-    clear = ((_wx(BAY_LON), _wy(5.632), 2500.0), (0.0, _wy(5.549), 2500.0)) if acquisition == 0 else ()
+    if acquisition == 0:
+        clear = ((_wx(BAY_LON), _wy(5.632), 2500.0), (0.0, _wy(5.549), 2500.0))
+    elif acquisition >= len(ACQUISITIONS):  # the bay mostly clear, the rest as the date's threshold has it
+        clear_r = float(np.random.default_rng([seed, acquisition, 0xC1EA]).uniform(1500.0, 3000.0))
+        clear = ((_wx(BAY_LON), _wy(5.632), clear_r),)
+    else:
+        clear = ()
     clouds = Clouds(seed=int(np.random.SeedSequence([seed, acquisition, 0xC10D]).generate_state(1)[0]),
                     threshold=acq.cloud_threshold, shadow_dx_m=dx, shadow_dy_m=dy, clear=clear)
     world = World(seed=int(base[1]), coast=coast, clouds=clouds)
     rng_fixed = np.random.default_rng([seed, 0x12])  # rivers do not move between dates
+    flood = 1.7 if _rain(seed, acquisition) else 1.0  # the bay's river in spate after rain
     strokes: list[Stroke] = []
     plumes = []
-    for lon, length, width, plume_len, plume_w, bend in ((BAY_LON, 7000.0, 45.0, 1500.0, 260.0, 0.5),
+    for lon, length, width, plume_len, plume_w, bend in ((BAY_LON, 7000.0, 45.0, 1500.0 * flood, 260.0, 0.5),
                                                          (0.085, 4500.0, 30.0, 1300.0, 260.0, 0.7)):
         mx, my, inland = coast.point(_wx(lon))
         strokes.append(river(rng_fixed, mx, my, inland, length, width))
         plumes.append(Plume(mx, my, inland + math.pi, plume_len, plume_w, bend=bend, seed=int(base[2]) + len(plumes)))
 
     rng = np.random.default_rng([seed, acquisition, 0x0B])
-    w, s, e, n = bbox_lonlat
-    x0, y0, x1, y1 = _wx(w), _wy(s), _wx(e), _wy(n)
+    water_km2 = _water_km2(coast, bbox_lonlat)
+    if acquisition < len(ACQUISITIONS):
+        strokes += _first_debris(rng, world, bbox_lonlat, water_km2)[0]
+    else:
+        strokes += _drifted_debris(rng, world, _clusters(seed, acquisition, bbox_lonlat))
+    x0, y0, x1, y1 = _extent(bbox_lonlat)
 
     def spot(margin: float = 300.0) -> tuple[float, float]:
         return world.sea_spot(rng, (x0, y0, x1, y1), margin)
 
-    grid = np.stack(np.meshgrid(np.linspace(x0, x1, 40), np.linspace(y0, y1, 40)), -1).reshape(-1, 2)
-    water_km2 = (x1 - x0) * (y1 - y0) / 1e6 * float(np.mean(coast.signed_distance(grid[:, 0], grid[:, 1]) < 0))
-
-    # Debris: in the bay, across the zone border, and in a few convergence zones offshore.
-    def inside(lon: float, lat: float) -> bool:
-        return w <= lon <= e and s <= lat <= n
-
-    if inside(BAY_LON, 5.630):
-        strokes += debris_cluster(rng, world, _wx(BAY_LON + rng.normal(0, 0.001)), _wy(5.631), radius=650.0,
-                                  windrows=5, patches=6)
-    if inside(0.0, 5.548):
-        h = rng.normal(0.0, 0.15)
-        strokes += debris_cluster(rng, world, 0.0, _wy(5.548), radius=900.0, windrows=5, patches=5, heading=h)
-        # ... and one windrow centred on the meridian, so that it surely crosses the zone border
-        strokes += debris_cluster(rng, world, 0.0, _wy(5.5485), radius=0.0, windrows=1, patches=0, heading=h)
-    for _ in range(max(1, round(water_km2 / 45.0))):
-        strokes += debris_cluster(rng, world, *spot(), radius=rng.uniform(300, 1200),
-                                  windrows=int(rng.integers(3, 8)), patches=int(rng.integers(2, 8)))
     # Sargassum: drifting groups offshore and one near the bay.
-    if inside(-0.033, 5.624):
+    if _inside(bbox_lonlat, -0.033, 5.624):
         strokes += sargassum_group(rng, world, _wx(-0.033), _wy(5.624), radius=300.0, mats=4)
     for _ in range(max(1, round(water_km2 / 150.0))):
         strokes += sargassum_group(rng, world, *spot(), radius=rng.uniform(400, 1500), mats=int(rng.integers(3, 9)))
     # Ships: the anchorage off Tema, plus ships under way.
-    if inside(0.03, 5.59):
+    if _inside(bbox_lonlat, 0.03, 5.59):
         h = rng.uniform(0, 2 * math.pi)
         for _ in range(7):
             strokes += ship(rng, _wx(rng.uniform(0.005, 0.06)), _wy(rng.uniform(5.572, 5.603)),
                             h + rng.normal(0, 0.3), rng.uniform(90, 230), moving=False)
-    if inside(0.006, 5.556):
+    if _inside(bbox_lonlat, 0.006, 5.556):
         strokes += ship(rng, _wx(0.006), _wy(5.556), rng.uniform(2.6, 3.4), rng.uniform(50, 90), moving=True)
     for _ in range(max(2, round(water_km2 / 100.0))):
         strokes += ship(rng, *spot(800.0), rng.uniform(0, 2 * math.pi), rng.uniform(30, 200), moving=True)
@@ -425,7 +374,7 @@ def _round_geom(geom: dict) -> dict:
 
 def _item(spec: SceneSpec, item_dir: Path, scl_counts: dict[int, int], seed: int) -> pystac.Item:
     """The STAC item of a written scene; cloud cover is measured from its SCL counts."""
-    acq = ACQUISITIONS[spec.acquisition]
+    acq = sample_acquisition(spec.acquisition)
     poly = _footprint(spec)
     valid = sum(n for c, n in scl_counts.items() if c != 0)
     cloudy = sum(n for c, n in scl_counts.items() if c in SCL_CLOUD)
@@ -467,21 +416,28 @@ def _item(spec: SceneSpec, item_dir: Path, scl_counts: dict[int, int], seed: int
 
 
 def generate_sample_data(out: str | Path | None = None, *, seed: int = 0, size: Literal["small", "tile"] = "small",
-                         progress: Callable[[int, int], None] | None = None, _scale: float = 1.0) -> Path:
+                         dates: int | None = None, progress: Callable[[int, int], None] | None = None,
+                         _scale: float = 1.0) -> Path:
     """Write a static STAC catalog of generated Sentinel-2 L2A-like scenes; returns the catalog.json path.
 
     ``size="small"``: 4 overlapping scenes (2 granules in UTM 30N/31N x 2 dates) over the
-    Accra/Tema sample area. ``size="tile"``: one full 10980 x 10980 tile, for benchmarks.
-    ``progress(done, total)`` is called from the calling thread as work completes.
-    The same seed gives byte-identical files. ``_scale`` shrinks the small scenes (tests).
+    Accra/Tema sample area; with ``dates=N``, the 2 granules on N dates (the first two as
+    without it, then every 5 days), debris drifting between them. ``size="tile"``: one full
+    10980 x 10980 tile, for benchmarks. ``progress(done, total)`` is called from the calling
+    thread as work completes. The same seed gives byte-identical files, and the first k
+    dates are the same whatever N >= k. ``_scale`` shrinks the small scenes (tests).
     """
     if size not in ("small", "tile"):
         raise SampleDataError(f"unknown sample size {size!r}; use 'small' or 'tile'.")
     if not isinstance(seed, int | np.integer) or isinstance(seed, bool) or seed < 0:
         raise SampleDataError(f"the seed must be a whole number >= 0, not {seed!r}.")
+    if dates is not None and (not isinstance(dates, int | np.integer) or isinstance(dates, bool) or dates < 1):
+        raise SampleDataError(f"dates must be a whole number of acquisition dates >= 1, not {dates!r}.")
+    if dates is not None and size != "small":
+        raise SampleDataError("dates works with size='small' only; leave it unset for size='tile'.")
     out = Path(out).absolute() if out is not None else default_sample_dir()  # items name their files by absolute path
     tmp_root = _prepare_output(out)
-    specs = _scenes(size, _scale)
+    specs = _scenes(size, _scale, None if dates is None else int(dates))
     if size == "tile":
         f = specs[0].frame
         side = specs[0].shape_yx[1] * PIXEL_M
