@@ -25,6 +25,8 @@ class TileRecord:
     worker: str | None = None
     detections: int = 0
     scenes: tuple[str, ...] = ()
+    #: Pixel counts of the tile's core (:func:`geoloom.platform.tile_stats.core_counts`).
+    counts: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> str:
         """The record as one JSON line (sorted keys)."""
@@ -37,6 +39,7 @@ class TileRecord:
         """A record from a parsed JSON line; unknown fields are ignored."""
         d = dict(d)
         d["scenes"] = tuple(d.get("scenes") or ())
+        d["counts"] = dict(d.get("counts") or {})
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 

@@ -88,6 +88,11 @@ class Plan:
         return plan_token(self.crs, self.transform, self.shape_yx, self.tile_size, self.halo,
                           self.bands, [s.id for s in self.scenes])
 
+    @property
+    def grid_token(self) -> str:
+        """A short hash of the grid alone (the tile keys' suffix): the same for every date of a place."""
+        return plan_token(self.crs, self.transform, self.shape_yx, self.tile_size, self.halo, list(self.bands))
+
     def summary(self, *, mpx_per_s: float | None = None) -> dict[str, Any]:
         """What the run will do: tiles, pixels, bytes to read, scenes, and a time estimate."""
         read_px = sum(t.read_shape_yx[0] * t.read_shape_yx[1] for t in self.tiles)

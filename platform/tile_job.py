@@ -17,6 +17,7 @@ from geoloom.platform.models.base import Model
 from geoloom.platform.mosaic import write_tile
 from geoloom.platform.plan import TileTask
 from geoloom.platform.reading import WarpGrid, gdal_env, read_band
+from geoloom.platform.tile_stats import core_counts
 from geoloom.platform.vectors import polygonize
 
 
@@ -34,6 +35,7 @@ class TileJob:
     detection: str | None = None
     score: str | None = None
     label: str = "detection"
+    primary: str | None = None  # the layer whose values tell where the model saw something (pixel counts)
 
     @property
     def scene_by_id(self) -> dict[str, Scene]:
@@ -78,6 +80,7 @@ def run_tile(task: TileTask, job: TileJob, model: Model) -> TileRecord:
         os.replace(tmp, part)
     t3 = time.perf_counter()
     used = tuple(scenes[i].id for i in np.unique(tile["scene_index"].values) if i >= 0)
+    counts = core_counts(tile, core, halo=h, primary=job.primary or job.outputs[0], detection=job.detection)
     return TileRecord(
         key=task.key,
         row=task.row,
@@ -86,4 +89,5 @@ def run_tile(task: TileTask, job: TileJob, model: Model) -> TileRecord:
         seconds={"read": round(t1 - t0, 4), "model": round(t2 - t1, 4), "write": round(t3 - t2, 4), "total": round(t3 - t0, 4)},
         detections=n_det,
         scenes=used,
+        counts=counts,
     )

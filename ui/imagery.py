@@ -60,6 +60,18 @@ def make_truecolour(region: Region, out: Path, *, imagery: Imagery, resolution: 
     )
 
 
+def make_truecolours(region: Region, out: Path, *, imagery: Imagery, resolution: float) -> None:
+    """The true-colour layer of a finished run: one per acquisition date for a per-date run (each date's
+    own scenes, in ``dates/<day>/truecolour``), else one composite in ``truecolour``."""
+    days = sorted(p.parent.name for p in (out / "dates").glob("*/run.json")) if (out / "dates").is_dir() else []
+    if not days:
+        make_truecolour(region, out / "truecolour", imagery=imagery, resolution=resolution)
+        return
+    for day in days:
+        one = Imagery.from_dict(imagery.to_dict() | {"start": day, "end": day})
+        make_truecolour(region, out / "dates" / day / "truecolour", imagery=one, resolution=resolution)
+
+
 def catalog_extent(catalog: str, *, max_items: int = 500) -> tuple[float, float, float, float] | None:
     """The lon/lat box of a local static STAC catalog's items; None for remote or unreadable catalogs."""
     if "://" in catalog and not catalog.startswith("file://"):

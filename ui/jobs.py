@@ -49,6 +49,7 @@ class JobSpec:
     request: RunRequest
     resolution: float = 10.0
     truecolour: bool = True
+    resume: bool = False  # finish or extend the run already in the folder (a per-date run's new dates)
 
     @property
     def out(self) -> Path:
@@ -162,7 +163,7 @@ class Job:
     def _work(self) -> None:
         s = self.spec
         try:
-            run_request(s.request, progress=self._on_progress, cancelled=self._cancel.is_set)
+            run_request(s.request, resume=s.resume, progress=self._on_progress, cancelled=self._cancel.is_set)
             if self._cancel.is_set():
                 self._set(state="cancelled", phase="cancelled; the tiles finished so far are saved")
                 return
@@ -170,7 +171,7 @@ class Job:
                 self._set(state="finishing", phase="rendering the imagery's true colour")
                 try:
                     im = s.request.imagery
-                    imagery.make_truecolour(s.request.region, s.out / "truecolour", imagery=im, resolution=s.resolution)
+                    imagery.make_truecolours(s.request.region, s.out, imagery=im, resolution=s.resolution)
                 except GeoloomError as exc:
                     with self._lock:
                         self._notes.append(f"no true-colour layer: {exc}")
@@ -200,7 +201,7 @@ class ServiceJob:
     def __init__(self, spec: JobSpec, grid: TileGrid, service: str, user: str | None = None) -> None:
         self.client = ServiceClient(service)
         self.spec, self.grid = spec, grid
-        self.id = self.client.submit(spec.request, user=user).id
+        self.id = self.client.submit(spec.request, user=user, resume=spec.resume).id
         self._t0 = time.monotonic()
         self._cancel = False
         self._last: JobSnapshot | None = None
@@ -214,8 +215,8 @@ class ServiceJob:
         if self._finishing is None:
             def work() -> None:
                 try:
-                    imagery.make_truecolour(self.spec.request.region, self.spec.out / "truecolour",
-                                            imagery=self.spec.request.imagery, resolution=self.spec.resolution)
+                    imagery.make_truecolours(self.spec.request.region, self.spec.out,
+                                             imagery=self.spec.request.imagery, resolution=self.spec.resolution)
                 except GeoloomError as exc:
                     self._notes.append(f"no true-colour layer: {exc}")
                 except Exception:
@@ -268,7 +269,11 @@ class ServiceJob:
 
 
 def ledger_states(folder: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """Tile states and errors from a run folder's ledger (empty before the first tile)."""
+    """Tile states and errors from a run folder's ledger (empty before the first tile); for a per-date
+    run, the ledger of the date computed last."""
+    dated = [p.parent for p in (folder / "dates").glob("*/ledger.jsonl")] if (folder / "dates").is_dir() else []
+    if dated:
+        folder = max(dated, key=lambda p: (p / "ledger.jsonl").stat().st_mtime)
     try:
         records = Run(folder).ledger
     except (OSError, ValueError):

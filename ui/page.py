@@ -17,7 +17,7 @@ import streamlit_folium
 import geoloom.workflows as gw
 from geoloom.workflows import GeoloomError
 
-from geoloom.ui import assets, imagery, jobs, map_view, regions, rendering
+from geoloom.ui import assets, imagery, jobs, map_view, regions, rendering, timeline
 from geoloom.ui.resources import (
     Settings,
     catalog_extent,
@@ -219,6 +219,9 @@ def plan_panel(cfg: Settings, card: Any) -> Any:
     dates = sorted({str(sc.datetime)[:10] for sc in prep.scenes if getattr(sc, "datetime", None)})
     st.caption(f"{len(s['scenes'])} scene(s){' from ' + ', '.join(dates) if dates else ''} · grid {s['crs']} at "
                f"{s['resolution_m']:g} m · tile {s['tile_size']} px · bands {', '.join(s['bands'])}")
+    if prep.per_date:
+        days = sorted({str(sc.datetime)[:10] for sc in prep.scenes})
+        st.caption(f"One result per acquisition date: {len(days)} date(s), {len(days) * s['tiles']} tile runs in all.")
     scenes_panel(prep)
     return prep
 
@@ -250,6 +253,7 @@ def form_request(cfg: Settings, card: Any, region: gw.Region) -> gw.RunRequest:
         sign=(ss.get("sign") or "").strip() or None, resolution=_number("resolution", float, "Resolution"),
         crs=(ss.get("crs") or "").strip() or None, tile_size=_number("tile_size", int, "Tile size"),
         exclude=list(ss.get("exclude") or []), runtime=cfg.runtime, cluster=cfg.scheduler,
+        **timeline.monitoring_options(),
     )
 
 
@@ -276,6 +280,7 @@ def _cloud() -> float | None:
 def run_panel(cfg: Settings, card: Any, prep: Any, running: bool) -> None:
     """Section 3: the Run button, disabled while a run goes on or the Dask scheduler is unreachable."""
     st.subheader("3 · Run")
+    timeline.monitoring_form(card)
     label = f"Run {card.name}" if card is not None else "Run"
     no_cluster = bool(cfg.scheduler) and cfg.runtime == "dask" and "error" in scheduler_info(cfg.scheduler)
     st.button(label, key="run", type="primary", disabled=prep is None or running or no_cluster, on_click=start_run,
@@ -302,6 +307,25 @@ def start_run(cfg: Settings, prep: Any) -> None:
         ss.run_error = f"cannot start the run: the runs folder {cfg.runs} is not writable ({exc.strerror or exc})"
         return
     except GeoloomError as exc:  # e.g. the job service cannot be reached
+        ss.run_error = str(exc)
+        return
+    ss.job_id = job.id
+    ss.job_reported = None
+    ss.view_folder = None
+    ss.pop("det_table", None)
+
+
+def start_update(cfg: Settings, series: gw.Run) -> None:
+    """Extend an opened per-date run with the acquisition dates it does not hold yet, as a background job."""
+    ss.run_error = None
+    try:
+        request = series.request
+        request = request.replace(
+            imagery=gw.Imagery.from_dict(request.imagery.to_dict() | {"end": None}),
+            execution=gw.Execution(runtime=cfg.runtime, cluster=cfg.scheduler))
+        spec = jobs.JobSpec(request, resolution=float(series.plan.resolution), truecolour=cfg.truecolour, resume=True)
+        job = job_registry().start(spec, jobs.TileGrid.from_plan(series.plan), service=cfg.service)
+    except GeoloomError as exc:
         ss.run_error = str(exc)
         return
     ss.job_id = job.id
@@ -384,6 +408,7 @@ def report_job(cfg: Settings) -> None:
         if snap.state in ("done", "cancelled") and (snap.spec.out / "run.json").exists():
             ss.view_folder = str(snap.spec.out)
             ss.pop("det_table", None)
+            ss.pop("view_date", None)  # a per-date run opens on its most recent date
     if snap.state == "failed":
         st.error(f"The run failed: {snap.error}")
         failed_tiles_table([{"row": r, "col": c, "key": k, "reason": snap.tile_errors[k]}
@@ -507,7 +532,7 @@ def main() -> None:
             st.caption("Preparing the imagery preview for the map…")
             preview_watch(cfg)
     if opened is not None:
-        results_section(opened)
+        results_section(opened, on_update=lambda series: start_update(cfg, series), busy=running)
 
 
 __all__ = ["main", "Settings"]

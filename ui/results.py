@@ -12,7 +12,7 @@ import streamlit as st
 import geoloom.workflows as gw
 from geoloom.workflows import GeoloomError
 
-from geoloom.ui import imagery, jobs, map_view, rendering
+from geoloom.ui import imagery, jobs, map_view, rendering, timeline
 from geoloom.ui.resources import (
     MAX_MAP_DETECTIONS,
     detections_of,
@@ -34,6 +34,7 @@ class Opened:
     layers: list[str]
     table: pd.DataFrame
     detections: dict[str, Any]
+    series: gw.Run | None = None  # the per-date run whose date ``run`` is
 
 
 def open_view() -> Opened | None:
@@ -41,8 +42,12 @@ def open_view() -> Opened | None:
     folder = ss.get("view_folder")
     if not folder:
         return None
+    series = None
     try:
         run = gw.open_run(folder)
+        if run.per_date and run.dates:  # the map and table show one date; the slider picks it
+            series, run = run, run.date(timeline.pick_date(run))
+            folder = str(run.folder)
         layers = rendering.layer_names(run)
         table, fc = detections_of(folder, stamp(Path(folder) / "run.json"))
     except GeoloomError as exc:
@@ -51,12 +56,14 @@ def open_view() -> Opened | None:
     except Exception as exc:
         st.error(unexpected(exc, f"opening the run in {folder}"))
         return None
-    return Opened(run, layers, table, fc)
+    return Opened(run, layers, table, fc, series)
 
 
 def layer_panel(opened: Opened) -> None:
     """Pick the result layer and its opacity, and which overlays the map shows."""
     st.subheader("Result layers")
+    if opened.series is not None:
+        timeline.date_slider(opened.series)
     if ss.get("layer") not in opened.layers:
         ss.layer = opened.layers[0] if opened.layers else None
     if opened.layers:
@@ -123,12 +130,18 @@ def fill_results(content: map_view.MapContent, opened: Opened) -> None:
     content.legends = tuple(legends)
 
 
-def results_section(opened: Opened) -> None:
-    """The run's summary, failed tiles, detections table and downloads, below the map."""
+def results_section(opened: Opened, *, on_update: Any = None, busy: bool = False) -> None:
+    """The run's summary, failed tiles, detections table and downloads, below the map; for a per-date
+    run, that of the date shown, then the run over time (``on_update`` extends it with new dates)."""
+    if opened.series is not None:
+        timeline_section = lambda: timeline.timeline_section(opened.series, on_update or (lambda s: None), busy)  # noqa: E731
+    else:
+        timeline_section = None
     run = opened.run
     tiles, timings, request, card = run.tiles, run.timings, run.request, run.card
     cluster = timings.get("cluster", {})
-    st.subheader(f"Result: {card.title or card.name} over {request.region.name}")
+    day = f" on {opened.run.folder.name}" if opened.series is not None else ""
+    st.subheader(f"Result: {card.title or card.name} over {request.region.name}{day}")
     secs = sum((timings.get("seconds") or {}).values())
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Detections", f"{len(opened.table):,}")
@@ -172,6 +185,8 @@ def results_section(opened: Opened) -> None:
         with cols[i % len(cols)]:
             if path.is_file():
                 st.download_button(label, data=_reader(path), file_name=name, mime=mime, key=f"dl-{name}", on_click="ignore")
+    if timeline_section is not None:
+        timeline_section()
 
 
 def _reader(path: Path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -238,7 +239,12 @@ def open_from_history() -> None:
         ss.resolution = "" if grid.resolution is None else f"{grid.resolution:g}"
         ss.tile_size = "" if grid.tile_size is None else str(grid.tile_size)
         ss.crs = grid.crs or ""
+        watch = request.monitoring  # the form shows the run's choice over time, and its alert rules
+        ss.per_date_model = request.model.name
+        ss.per_date = bool(json.loads((folder / "request.json").read_text()).get("per_date"))
+        ss.alert_density, ss.alert_object = watch.alerts.density_per_km2, watch.alerts.object_m2
     ss.view_folder = str(folder)
+    ss.pop("view_date", None)
     ss.job_id = None
     ss.run_error = None
     ss.pop("det_table", None)

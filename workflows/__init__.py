@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from geoloom.platform import styles
+from geoloom.platform.alerts import AlertRules
 from geoloom.platform.errors import (
     BandError,
     CatalogError,
@@ -29,9 +30,11 @@ from geoloom.platform.region import DEFAULT_MAX_AREA_KM2, Region, as_region, lis
 from geoloom.platform.stac_api import list_collections
 from geoloom.platform.userdata import data_dir, web_assets_dir
 from geoloom.runtime.progress import Progress
-from geoloom.workflows.api import Run, TileCounts, detect, map_tiles, open_run, plan_request, plan_run, run_request
+from geoloom.workflows.api import (
+    Run, TileCounts, detect, map_tiles, open_run, plan_request, plan_run, run_request, update,
+)
 from geoloom.workflows.request import (
-    DEFAULT_MODEL, Execution, Grid, Imagery, RunRequest, build_request, default_catalog, request_from_folder,
+    DEFAULT_MODEL, Execution, Grid, Imagery, Monitoring, RunRequest, build_request, default_catalog, request_from_folder,
 )
 from geoloom.workflows.runs import Prepared
 from geoloom.workflows.service_client import Job, ServiceClient, submit
@@ -44,5 +47,5 @@ __all__ = [
     "DEFAULT_MODEL", "Execution", "Grid", "Imagery", "Prepared", "Run", "RunRequest", "TileCounts", "build_request",
     "detect", "map_tiles", "open_run", "plan_request", "plan_run", "request_from_folder", "run_request", "default_catalog",
     "data_dir", "web_assets_dir", "index_folder", "list_collections", "ServiceClient", "styles",
-    "Job", "submit",
+    "Job", "submit", "Monitoring", "update", "AlertRules",
 ]

@@ -91,8 +91,49 @@ class Run:
 
     @property
     def dataset(self) -> xr.Dataset:
-        """The result layers as a lazy xarray Dataset (from ``result.zarr``)."""
+        """The result layers as a lazy xarray Dataset (from ``result.zarr``); a per-date run's has a
+        ``time`` dimension, one step per acquisition date."""
         return open_store(self.folder / "result.zarr")
+
+    @property
+    def per_date(self) -> bool:
+        """True for a run with one result per acquisition date."""
+        return bool(self._request_file.get("per_date"))
+
+    @property
+    def dates(self) -> list[str]:
+        """The acquisition days of a per-date run, oldest first ([] for a composite run)."""
+        return list(self.manifest["properties"].get("geoloom:dates") or [])
+
+    def date(self, day: str) -> Run:
+        """One day of a per-date run, as a run of its own (its COG, detections and ledger)."""
+        from geoloom.platform.acquisitions import date_folder_name
+
+        if day not in self.dates:
+            raise OutputError(f"{self.folder} has no date {day}; it has {', '.join(self.dates) or 'none (a composite run)'}")
+        return Run(self.folder / date_folder_name(day))
+
+    @property
+    def timeseries(self) -> pd.DataFrame:
+        """One row per acquisition date: clear water km², cloud %, debris pixels (and per km² of clear
+        water), objects, largest object; empty for a composite run."""
+        p = self.folder / "timeseries.parquet"
+        if not p.exists():
+            from geoloom.platform.timeseries import COLUMNS
+
+            return pd.DataFrame(columns=list(COLUMNS))
+        return pd.read_parquet(p)
+
+    @property
+    def alerts(self) -> gpd.GeoDataFrame:
+        """The detections that met the alert rules at the last run or update (EPSG:4326)."""
+        p = self.folder / "alerts.geojson"
+        return gpd.read_file(p) if p.exists() else gpd.GeoDataFrame(geometry=[], crs="EPSG:4326")
+
+    def update(self, **options: Any) -> Run:
+        """Compute the acquisition dates this per-date run does not hold yet (see :func:`update`)."""
+        update(self.folder, **options)
+        return Run(self.folder)
 
     @property
     def detections(self) -> gpd.GeoDataFrame:
@@ -208,6 +249,11 @@ def detect(
     collection: str | None = None,
     query: Any = None,
     sign: str | None = None,
+    per_date: bool | None = None,
+    alert_density: float | None = None,
+    alert_object_m2: float | None = None,
+    on_alert: Sequence[str] | str = (),
+    webhooks: Sequence[str] | str = (),
 ) -> Run:
     """Run a model over a region and return the published run.
 
@@ -221,14 +267,38 @@ def detect(
     ``max_area_km2``: the largest region accepted (None: no limit).
     ``progress``: a progress bar by default (shown when stderr is a terminal, or in Jupyter); False for
     none; a callable receives every :class:`Progress`.
+    ``per_date``: one result per acquisition date (``run.timeseries``, ``run.dataset`` with a time axis)
+    instead of one composite of the date range; default: the model's card (per date for marine-debris).
+    ``alert_density`` / ``alert_object_m2``: alert rules of a per-date run (detected pixels per km² of
+    clear water on a date; a new object's area), judged on each new date; ``on_alert``: commands
+    (``{file}``: the alerts GeoJSON) and ``webhooks``: URLs that receive it when one fires.
     """
     address, client = _cluster_args(cluster)
     req = build_request(region, model=model, out=out, threshold=threshold, catalog=catalog, collection=collection,
                         start=start, end=end, max_cloud=max_cloud, query=query, sign=sign, resolution=resolution,
                         crs=crs, tile_size=tile_size, runtime=runtime, cluster=address, workers=workers,
-                        retries=retries, max_area_km2=max_area_km2)
+                        retries=retries, max_area_km2=max_area_km2, per_date=per_date, alert_density=alert_density,
+                        alert_object_m2=alert_object_m2, on_alert=on_alert, webhooks=webhooks)
     return run_request(req, client=client, resume=resume, overwrite=overwrite, progress=progress,
                        cancelled=cancelled, on_cluster=on_cluster)
+
+
+def update(folder: str | Path, *, since: str | None = None, cluster: Any = None, progress: ProgressArg = True,
+           on_alert: Sequence[str] = (), webhooks: Sequence[str] = (), runtime: str | None = None,
+           workers: int | None = None) -> Any:
+    """Search a per-date run's catalog again and compute only the dates it lacks; judge its alert rules on
+    them and call its hooks (plus ``on_alert``/``webhooks``, this time only). Returns what was done
+    (``.new_dates``, ``.alerts``, ``.hooks``)."""
+    from geoloom.workflows.per_date import update_run
+
+    address, client = _cluster_args(cluster)
+    callback, bar = progress_callback(progress)
+    try:
+        return update_run(folder, since=since, client=client, cluster=address, progress=callback,
+                          on_alert=tuple(on_alert), webhooks=tuple(webhooks), runtime=runtime, workers=workers)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def map_tiles(

@@ -18,8 +18,8 @@ import click
 from geoloom.platform.errors import GeoloomError
 from geoloom.platform.export import EXPORT_FORMATS, PLANNED_FORMATS
 from geoloom.workflows.options import (
-    catalog_option, execution_options, grid_options, imagery_options, max_area_option, model_options, out_option,
-    pick_region, region_options, scheduler_option,
+    catalog_option, execution_options, grid_options, imagery_options, max_area_option, model_options, monitoring_options,
+    out_option, pick_region, region_options, scheduler_option,
 )
 
 EXIT_PARTIAL = 3
@@ -105,6 +105,7 @@ def verbosity_options(f: Any) -> Any:
 @imagery_options
 @model_options
 @grid_options
+@monitoring_options
 @execution_options
 @out_option
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), default=None, metavar="DIR", help="Finish an interrupted run in DIR.")
@@ -128,6 +129,7 @@ def run(ctx: click.Context, bbox, geojson, region_file, preset, place, resume_di
             raise click.UsageError("give --out DIR, a folder for the run's files")
         options["query"] = list(options["query"]) or None
         options["exclude"] = list(options["exclude"])
+        options["on_alert"], options["webhooks"] = list(options["on_alert"]), list(options["webhooks"])
         req = build_request(region, out=out or ".", runtime=runtime, cluster=cluster, workers=workers, retries=retries,
                             max_area_km2=None, **options)
     prepared = prepare(req)
@@ -169,9 +171,13 @@ def _report(folder: Path, *, quiet: bool) -> None:
     result = Run(folder)
     click.echo(str(folder))
     if not quiet:
-        for name in ("result.tif", "detections.geojson", "detections.parquet", "quicklook.png", "run.json"):
+        for name in ("result.tif", "detections.geojson", "detections.parquet", "quicklook.png", "timeseries.csv",
+                     "timeseries.png", "alerts.geojson", "run.json"):
             if (folder / name).exists():
                 click.echo(f"  {name}", err=True)
+        if result.dates:
+            click.echo(f"  dates/: one run per acquisition date ({len(result.dates)}: {result.dates[0]} .. "
+                       f"{result.dates[-1]})", err=True)
         if (folder / "detections.parquet").exists():
             click.echo(f"  {len(result.detections)} detection(s)", err=True)
     tiles = result.tiles
@@ -200,8 +206,11 @@ def export(run_dir, fmt, out) -> None:
               help="Folder (default: 'sample' in the per-user data folder, or $GEOLOOM_DATA_DIR/sample).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--size", type=click.Choice(["small", "tile"]), default="small", show_default=True)
+@click.option("--dates", type=click.IntRange(1, 60), default=None, metavar="N",
+              help="The same coast on N acquisition dates, 5 days apart, debris drifting and forming between "
+                   "them (small size only; default: 2 dates).")
 @click.option("--if-missing", is_flag=True, help="Keep a sample catalog that is already there.")
-def sample_data(out, seed, size, if_missing) -> None:
+def sample_data(out, seed, size, dates, if_missing) -> None:
     """Generate the sample Sentinel-2-like catalog (deterministic for a seed)."""
     from tqdm import tqdm
 
@@ -218,7 +227,7 @@ def sample_data(out, seed, size, if_missing) -> None:
         bar.n = done
         bar.refresh()
 
-    path = generate_sample_data(folder, seed=seed, size=size, progress=progress)
+    path = generate_sample_data(folder, seed=seed, size=size, dates=dates, progress=progress)
     bar.close()
     click.echo(str(path))
 
@@ -438,6 +447,10 @@ from geoloom.workflows.cli_jobs import jobs, serve, submit  # noqa: E402 - the j
 cli.add_command(serve)
 cli.add_command(submit)
 cli.add_command(jobs)
+
+from geoloom.workflows.cli_monitor import update  # noqa: E402 - the monitoring command
+
+cli.add_command(update)
 
 
 def main() -> None:

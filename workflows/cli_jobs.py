@@ -10,7 +10,8 @@ from typing import Any
 import click
 
 from geoloom.workflows.options import (
-    grid_options, imagery_options, max_area_option, model_options, out_option, pick_region, region_options,
+    grid_options, imagery_options, max_area_option, model_options, monitoring_options, out_option, pick_region,
+    region_options,
 )
 
 service_option = click.option(
@@ -59,6 +60,7 @@ def serve(db, host, port, cluster, workers, max_jobs) -> None:
 @imagery_options
 @model_options
 @grid_options
+@monitoring_options
 @click.option("--retries", type=click.IntRange(0, 20), default=2, show_default=True, help="Retries of a failing tile.")
 @out_option
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
@@ -81,6 +83,7 @@ def submit(bbox, geojson, region_file, preset, place, resume_dir, overwrite, ret
         if out is None:
             raise click.UsageError("give --out DIR, a folder for the run's files")
         options["query"] = list(options["query"]) or None
+        options["on_alert"], options["webhooks"] = list(options["on_alert"]), list(options["webhooks"])
         req = build_request(region, out=out, retries=retries, max_area_km2=None, **options)
     client = ServiceClient(service)
     job = client.submit(req, user=user, overwrite=overwrite, resume=bool(resume_dir))

@@ -67,6 +67,24 @@ model_options = _stack(
     click.option("--threshold", type=float, default=None, help="Detection threshold (default: the model card's)."),
 )
 
+hook_options = _stack(
+    click.option("--on-alert", "on_alert", multiple=True, metavar="COMMAND",
+                 help="Run COMMAND when an alert fires; {file} is the alerts GeoJSON (repeatable)."),
+    click.option("--webhook", "webhooks", multiple=True, metavar="URL",
+                 help="POST the alerts GeoJSON to URL when an alert fires (repeatable; retried, never fails the run)."),
+)
+
+monitoring_options = _stack(
+    click.option("--per-date/--composite", "per_date", default=None,
+                 help="One result per acquisition date, or one composite of the date range "
+                      "(default: the model's card; per date for ephemeral targets such as marine debris)."),
+    click.option("--alert-density", type=click.FloatRange(min=0), default=None, metavar="PX_PER_KM2",
+                 help="Alert when a date's detected pixels per km2 of clear water exceed this (per-date runs)."),
+    click.option("--alert-object", "alert_object_m2", type=click.FloatRange(min=0), default=None, metavar="M2",
+                 help="Alert for every new detected object larger than this, in m2 (per-date runs)."),
+    hook_options,
+)
+
 out_option = click.option("--out", type=click.Path(file_okay=False), default=None, help="Folder for the run's files.")
 
 scheduler_option = click.option(

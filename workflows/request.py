@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from geoloom.platform.alerts import AlertRules
 from geoloom.platform.errors import OutputError
 from geoloom.platform.region import DEFAULT_MAX_AREA_KM2, Region, as_region
 from geoloom.platform.stac_api import format_query, parse_query
 from geoloom.runtime.model_cache import ModelSpec
 
-__all__ = ["DEFAULT_MODEL", "Execution", "Grid", "Imagery", "RunRequest", "build_request", "default_catalog",
-           "request_from_folder"]
+__all__ = ["DEFAULT_MODEL", "Execution", "Grid", "Imagery", "Monitoring", "RunRequest", "build_request",
+           "default_catalog", "request_from_folder"]
 
 DEFAULT_MODEL = "marine-debris"
 RUNTIMES = ("dask", "in-process", "ray")
@@ -107,6 +108,28 @@ class Execution:
 
 
 @dataclass(frozen=True, slots=True)
+class Monitoring:
+    """Time: one result per acquisition date (None: the model's card decides), alert rules and the
+    hooks that receive alerts (commands with ``{file}``, webhook URLs)."""
+
+    per_date: bool | None = None
+    alerts: AlertRules = field(default_factory=AlertRules)
+    on_alert: tuple[str, ...] = ()
+    webhooks: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The monitoring settings as a plain dict (for request.json)."""
+        return {"per_date": self.per_date, "alerts": self.alerts.to_dict(), "on_alert": list(self.on_alert),
+                "webhooks": list(self.webhooks)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Monitoring:
+        """Monitoring settings from a dict written by ``to_dict``; unknown keys are ignored."""
+        return cls(per_date=data.get("per_date"), alerts=AlertRules.from_dict(data.get("alerts")),
+                   on_alert=tuple(data.get("on_alert") or ()), webhooks=tuple(data.get("webhooks") or ()))
+
+
+@dataclass(frozen=True, slots=True)
 class RunRequest:
     """Everything a run depends on, in the vocabulary shared by the CLI, the API and the UI."""
 
@@ -116,6 +139,7 @@ class RunRequest:
     imagery: Imagery
     grid: Grid = field(default_factory=Grid)
     execution: Execution = field(default_factory=Execution)
+    monitoring: Monitoring = field(default_factory=Monitoring)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data; :meth:`from_dict` reads it back to an equal request (a model given as a
@@ -127,6 +151,7 @@ class RunRequest:
             "imagery": self.imagery.to_dict(),
             "grid": self.grid.to_dict(),
             "execution": self.execution.to_dict(),
+            "monitoring": self.monitoring.to_dict(),
         }
 
     def to_folder_dict(self) -> dict[str, Any]:
@@ -147,13 +172,16 @@ class RunRequest:
             imagery=Imagery.from_dict(data["imagery"]),
             grid=Grid.from_dict(data.get("grid") or {}),
             execution=Execution.from_dict(data.get("execution") or {}),
+            monitoring=Monitoring.from_dict(data.get("monitoring") or {}),
         )
 
     def parameters(self) -> dict[str, Any]:
         """What the manifest records as the run's parameters (everything but the region and folder)."""
         d = self.to_dict()
+        m = self.monitoring
         return {"model": d["model"]["name"], "model_params": d["model"]["params"], **d["imagery"], **d["grid"],
-                "retries": self.execution.retries}
+                "retries": self.execution.retries} | ({"per_date": m.per_date} if m.per_date is not None else {}) | (
+                    {"alerts": m.alerts.to_dict()} if m.alerts.active else {})
 
     def replace(self, **changes: Any) -> RunRequest:
         """A copy with some fields changed (``imagery=``, ``grid=``, ``execution=``, ``out=`` ...)."""
@@ -182,8 +210,18 @@ def build_request(
     workers: int | None = None,
     retries: int = 2,
     max_area_km2: float | None = DEFAULT_MAX_AREA_KM2,
+    per_date: bool | None = None,
+    alert_density: float | None = None,
+    alert_object_m2: float | None = None,
+    on_alert: Sequence[str] | str = (),
+    webhooks: Sequence[str] | str = (),
 ) -> RunRequest:
-    """The request from the loose values a user gives (any region form; ``max_area_km2=None``: no limit)."""
+    """The request from the loose values a user gives (any region form; ``max_area_km2=None``: no limit).
+
+    ``per_date``: one result per acquisition date (None: the model's card decides); ``alert_density``:
+    alert when detected pixels per km² of clear water exceed it on a date; ``alert_object_m2``: alert
+    for every new object larger than this; ``on_alert``: commands (``{file}`` is the alerts GeoJSON);
+    ``webhooks``: URLs that receive the alerts GeoJSON by POST."""
     if out is None:
         raise OutputError("give out= (a folder for the run's files)")
     if runtime not in RUNTIMES and runtime not in ("local", "inprocess"):
@@ -203,7 +241,17 @@ def build_request(
                         query=parse_query(query) or None, sign=sign, exclude=tuple(exclude)),
         grid=Grid(resolution=resolution, crs=crs, tile_size=tile_size),
         execution=Execution(runtime=runtime, cluster=cluster, workers=workers, retries=retries),
+        monitoring=Monitoring(per_date=per_date,
+                              alerts=AlertRules(density_per_km2=alert_density, object_m2=alert_object_m2),
+                              on_alert=_strings(on_alert), webhooks=_strings(webhooks)),
     )
+
+
+def _strings(value: Sequence[str] | str | None) -> tuple[str, ...]:
+    """One string or several as a tuple (empty strings dropped)."""
+    if not value:
+        return ()
+    return tuple(v for v in ([value] if isinstance(value, str) else value) if v)
 
 
 def request_from_folder(folder: str | Path) -> RunRequest:

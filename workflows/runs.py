@@ -19,7 +19,7 @@ from geoloom.platform.atmosphere import corrected_scenes, level_corrections
 from geoloom.platform.band_masks import derivable_bands
 from geoloom.platform.bands import require_bands
 from geoloom.platform.catalog import Scene, SceneList, search_scenes
-from geoloom.platform.errors import ModelError, NoImageryError, OutputError
+from geoloom.platform.errors import ModelError, NoImageryError, OutputError, RunError
 from geoloom.platform.region import Region
 from geoloom.platform.ledger import Ledger
 from geoloom.platform.models.card import ModelCard
@@ -37,7 +37,9 @@ from geoloom.workflows.request import Imagery, RunRequest
 
 #: Files a run folder holds; only these are replaced by ``overwrite``.
 RUN_FILES = ("request.json", "run.json", "ledger.jsonl", "result.zarr", "parts", "result.tif",
-             "detections.parquet", "detections.geojson", "quicklook.png")
+             "detections.parquet", "detections.geojson", "quicklook.png",
+             # a per-date run's (workflows/per_date.py)
+             "dates", "timeseries.parquet", "timeseries.csv", "timeseries.png", "alerts.geojson", "alerts.jsonl")
 
 
 def code_version() -> str:
@@ -57,6 +59,12 @@ class Prepared:
     scenes: list[Scene]
     plan: Plan
     matched: int | None = None
+
+    @property
+    def per_date(self) -> bool:
+        """One result per acquisition date: as the request says, else as the model's card says."""
+        asked = self.request.monitoring.per_date
+        return self.card.ephemeral if asked is None else bool(asked)
 
     def summary(self) -> dict[str, Any]:
         """The plan's summary (tiles, pixels, bytes, scenes, estimate) with the model, catalog and items matched."""
@@ -82,8 +90,7 @@ def search_imagery(imagery: Imagery, region: Region) -> SceneList:
 def prepare(request: RunRequest) -> Prepared:
     """Validate the request and plan it; reads no pixels."""
     card = model_card(request.model)
-    im, grid = request.imagery, request.grid
-    scenes = search_imagery(im, request.region)
+    scenes = search_imagery(request.imagery, request.region)
     taken = [s for s in scenes if not card.levels or s.level is None or s.level in card.levels]
     if not taken:
         levels = ", ".join(sorted({str(s.level) for s in scenes}))
@@ -92,23 +99,35 @@ def prepare(request: RunRequest) -> Prepared:
     usable = [s for s in taken if set(card.bands) <= derivable_bands(s.bands)]
     if not usable:
         require_bands(card.bands, derivable_bands(taken[0].bands), what=f"model {card.name}")
-    plan = plan_tiles(
+    prepared = Prepared(request, card, usable, plan_scenes(request, card, usable), getattr(scenes, "matched", None))
+    if request.monitoring.alerts.active and not prepared.per_date:
+        raise RunError("alert rules are judged per acquisition date; add --per-date (per_date=True), "
+                       "or leave the alert rules out")
+    return prepared
+
+
+def plan_scenes(request: RunRequest, card: ModelCard, scenes: list[Scene]) -> Plan:
+    """The request's tile plan over ``scenes`` (the grid depends on the region and the request only)."""
+    grid = request.grid
+    return plan_tiles(
         request.region,
-        usable,
+        scenes,
         bands=card.bands,
         resolution=grid.resolution or card.resolution,
         halo=card.halo,
         tile_size=grid.tile_size or card.tile_size,
         crs=grid.crs,
     )
-    return Prepared(request, card, usable, plan, getattr(scenes, "matched", None))
 
 
 def run_id_for(prepared: Prepared) -> str:
     """The run's id: model name and a hash of plan, model parameters and weights (a resume must match it)."""
     from geoloom.platform.plan import plan_token
 
-    return f"{prepared.card.name}-{plan_token(prepared.plan.token, prepared.request.model.cache_key, prepared.card.sha256)}"
+    parts = [prepared.plan.token, prepared.request.model.cache_key, prepared.card.sha256]
+    if prepared.per_date:  # the grid, not the scenes: an update adds dates to the same run
+        parts = [prepared.plan.grid_token, *parts[1:], "per-date"]
+    return f"{prepared.card.name}-{plan_token(*parts)}"
 
 
 def drop_interrupted_writes(out: Path) -> None:
@@ -198,7 +217,13 @@ def execute(
     on_cluster: Callable[[ClusterInfo], None] | None = None,
 ) -> Path:
     """Run a prepared request into its folder and publish it; returns the folder. The tiles run where
-    the request's ``execution`` says, unless an ``executor`` or a ``distributed.Client`` is given."""
+    the request's ``execution`` says, unless an ``executor`` or a ``distributed.Client`` is given.
+    A per-date request gives one result per acquisition date (:mod:`geoloom.workflows.per_date`)."""
+    if prepared.per_date:
+        from geoloom.workflows.per_date import execute_per_date
+
+        return execute_per_date(prepared, executor=executor, client=client, resume=resume, overwrite=overwrite,
+                                progress=progress, cancelled=cancelled, on_cluster=on_cluster).folder
     req = prepared.request
     out = Path(req.out).expanduser().resolve()
     run_id = run_id_for(prepared)
@@ -238,6 +263,7 @@ def _execute_locked(prepared: Prepared, out: Path, run_id: str, *, executor: Exe
             store=str(store), parts=str(parts), scenes=corrected_scenes(plan.scenes, corrections), bands=card.bands,
             tile_size=plan.tile_size,
             outputs=tuple(o.name for o in card.outputs), grid=plan.warp_grid, detection=card.detection, score=card.score, label=card.name,
+            primary=card.primary,
         )
         skip = ledger.done_keys() if resume else set()
         run_tiles(executor, plan.tiles, job, req.model, ledger, resources=resources, retries=ex.retries, skip=skip,

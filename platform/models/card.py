@@ -61,6 +61,9 @@ class ModelCard:
     levels: tuple[str, ...] = ()
     #: How Level-1C (top-of-atmosphere) imagery is brought to the model: None (as it is) or "dark-spectrum".
     l1c: str | None = None
+    #: What the model finds lasts days, not seasons (floating debris): runs give one result per
+    #: acquisition date by default instead of a composite of the date range.
+    ephemeral: bool = False
 
     def output(self, name: str) -> OutputSpec:
         """The output layer called ``name``; ModelError lists the card's outputs if there is none."""

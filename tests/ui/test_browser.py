@@ -230,3 +230,52 @@ def test_draw_run_and_see_the_result(server):
 def map_frame_locator(page):
     """The live map's content (the first sized map iframe)."""
     return page.locator(MAP_FRAME).first.content_frame
+
+
+def test_a_per_date_run_shows_its_dates_and_chart(server, ui_catalog: Path, tmp_path: Path):
+    """A watched region opened from the history: the date slider, the chart over time and the alerts."""
+    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed (pip install -e '.[test]')")
+    from playwright.sync_api import expect, sync_playwright
+
+    from geoloom.workflows import detect
+
+    run = detect("sample-bay", model="fdi", catalog=ui_catalog, out=tmp_path / "runs" / "watch-the-bay",
+                 runtime="in-process", progress=False, per_date=True, alert_object_m2=0.0)
+    assert len(run.dates) == 2
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1400})
+        try:
+            page.goto(server, wait_until="domcontentloaded")
+            # the imagery preview is made in the background on first start; the page reruns when it is ready
+            expect(map_frame_locator(page).locator("img.leaflet-image-layer")).to_have_count(1, timeout=120_000)
+            sidebar = page.locator("[data-testid='stSidebar']")
+            history = sidebar.locator("[data-testid='stSelectbox']").filter(has_text="Previous runs")
+            expect(history).to_be_visible(timeout=60_000)
+            history.get_by_role("combobox").click()
+            page.keyboard.type("fdi")  # the select filters as one types
+            page.get_by_role("option", name=re.compile("fdi")).first.click()
+            page.get_by_role("button", name="Open run").click()
+
+            slider = page.locator("[data-testid='stSlider']").filter(has_text="Date")
+            expect(slider).to_be_visible(timeout=60_000)
+            expect(slider.locator("[data-testid='stSliderThumbValue']")).to_have_text(run.dates[-1])
+            expect(page.get_by_text(f"on {run.dates[-1]}", exact=False).first).to_be_visible()
+            expect(page.locator("[data-testid='stVegaLiteChart']")).to_have_count(2, timeout=30_000)
+            expect(page.get_by_text("Watching for", exact=False)).to_be_visible()
+            expect(map_frame_locator(page).locator("img.leaflet-image-layer").first).to_be_attached(timeout=30_000)
+
+            # the slider moves the page to the other date: its result on the map and its table
+            slider.get_by_role("slider").focus()
+            page.keyboard.press("ArrowLeft")
+            expect(slider.locator("[data-testid='stSliderThumbValue']")).to_have_text(run.dates[0], timeout=30_000)
+            expect(page.get_by_text(f"on {run.dates[0]}", exact=False).first).to_be_visible(timeout=30_000)
+            page.get_by_text("Over time").scroll_into_view_if_needed()
+            time.sleep(1.5)
+            shot(page, "per-date")
+        except Exception:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "ui-failure-per-date.png"))
+            raise
+        finally:
+            browser.close()
