@@ -28,7 +28,8 @@ sample-data: $(VENV)/.installed
 
 demo: setup sample-data
 	$(VENV)/bin/geoloom run --preset $(PRESET) --model $(MODEL) --out $(OUT) --overwrite
-	@echo "Map: $(OUT)/result.tif  quicklook: $(OUT)/quicklook.png  tables: $(OUT)/detections.geojson $(OUT)/detections.parquet"
+	@echo "Maps: $(OUT)/dates/*/result.tif (one per acquisition date)  time series: $(OUT)/timeseries.csv $(OUT)/timeseries.png"
+	@echo "Tables: $(OUT)/detections.geojson $(OUT)/detections.parquet  quicklook: $(OUT)/quicklook.png"
 
 # Debian's Chromium for the browser tests (never a downloaded browser).
 browser:

@@ -39,7 +39,8 @@ def run_detect(spec: dict[str, Any]) -> dict[str, Any]:
     kwargs = {k: spec[k] for k in ("tile_size", "crs", "workers", "cluster", "max_cloud", "start", "end") if spec.get(k) is not None}
     t0 = time.perf_counter()
     run = detect(region, model=spec["model"], catalog=spec["catalog"], out=spec["out"],
-                 runtime=spec.get("runtime", "dask"), overwrite=True, retries=0, progress=False, **kwargs)
+                 runtime=spec.get("runtime", "dask"), overwrite=True, retries=0, progress=False,
+                 per_date=spec.get("per_date", False), **kwargs)
     seconds = time.perf_counter() - t0
     request = json.loads((Path(run.folder) / "request.json").read_text())
     plan = request["plan"]

@@ -57,7 +57,7 @@ def _first_done(ledger: Path) -> bool:
 def cli_once(catalog: Path, out: Path, poll_s: float = 0.05, timeout: float = 1800) -> dict[str, Any]:
     """One ``geoloom run`` with the times of its first tile and its published manifest."""
     cmd = [geoloom_exe(), "run", "--preset", PRESET, "--model", MODEL, "--catalog", str(catalog), "--out", str(out),
-           "--overwrite", "-q"]
+           "--overwrite", "--composite", "-q"]
     marks: dict[str, float] = {}
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)

@@ -253,7 +253,7 @@ def form_request(cfg: Settings, card: Any, region: gw.Region) -> gw.RunRequest:
         sign=(ss.get("sign") or "").strip() or None, resolution=_number("resolution", float, "Resolution"),
         crs=(ss.get("crs") or "").strip() or None, tile_size=_number("tile_size", int, "Tile size"),
         exclude=list(ss.get("exclude") or []), runtime=cfg.runtime, cluster=cfg.scheduler,
-        **timeline.monitoring_options(),
+        **timeline.monitoring_options(card),
     )
 
 

@@ -36,10 +36,12 @@ def monitoring_form(card: Any) -> None:
                        "opened run computes the dates that came since and lists the alerts.")
 
 
-def monitoring_options() -> dict[str, Any]:
-    """The form's monitoring fields as keywords of ``build_request``."""
-    per_date = bool(ss.get(PER_DATE))
-    return {"per_date": per_date,
+def monitoring_options(card: Any = None) -> dict[str, Any]:
+    """The form's monitoring fields as keywords of ``build_request`` (``per_date`` None where the box
+    says what the model's card says, as the CLI leaves it when not given)."""
+    per_date = bool(ss.get(PER_DATE, getattr(card, "ephemeral", False)))
+    default = bool(getattr(card, "ephemeral", False)) if card is not None else None
+    return {"per_date": None if per_date == default else per_date,
             "alert_density": ss.get(ALERT_DENSITY) if per_date else None,
             "alert_object_m2": ss.get(ALERT_OBJECT) if per_date else None}
 

@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -230,6 +231,10 @@ def publish_per_date(out: Path, prepared: Any, *, run_id: str, started: dt.datet
         scenes = [s["id"] if isinstance(s, dict) else str(s) for s in plan.get("scenes", [])]
         rows.append(date_row(d, Ledger(f / "ledger.jsonl").records().values(), detections[d],
                              pixel_area_m2=pixel_area, scenes=scenes))
+    latest = folders[days[-1]] / "quicklook.png"
+    if latest.exists():  # the run's quicklook is its most recent date's
+        shutil.copyfile(latest, out / "quicklook.png.part")
+        os.replace(out / "quicklook.png.part", out / "quicklook.png")
     series = timeseries_frame(rows)
     write_timeseries(series, out, title=f"{card.title}: {req.region.name}")
 
@@ -272,6 +277,8 @@ def _write_manifest(out: Path, prepared: Any, *, run_id: str, started: dt.dateti
     assets["timeseries"] = ("./timeseries.parquet", "application/vnd.apache.parquet", ["data"])
     assets["timeseries-csv"] = ("./timeseries.csv", "text/csv", ["data"])
     assets["timeseries-chart"] = ("./timeseries.png", "image/png", ["overview"])
+    if (out / "quicklook.png").exists():
+        assets["quicklook"] = ("./quicklook.png", "image/png", ["overview"])
     if (out / "alerts.geojson").exists():
         assets["alerts"] = ("./alerts.geojson", "application/geo+json", ["data"])
     counts = {"total": 0, "done": 0, "failed": 0, "missing": 0}

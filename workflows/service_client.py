@@ -205,6 +205,11 @@ def submit(
     sign: str | None = None,
     service: str | None = None,
     user: str | None = None,
+    per_date: bool | None = None,
+    alert_density: float | None = None,
+    alert_object_m2: float | None = None,
+    on_alert: Any = (),
+    webhooks: Any = (),
 ) -> Job:
     """Submit a run to a job service (the keywords of :func:`detect`) and return a :class:`Job` handle at once.
 
@@ -213,6 +218,8 @@ def submit(
     """
     req = build_request(region, model=model, out=out, threshold=threshold, catalog=catalog, collection=collection,
                         start=start, end=end, max_cloud=max_cloud, query=query, sign=sign, resolution=resolution,
-                        crs=crs, tile_size=tile_size, retries=retries, max_area_km2=max_area_km2)
+                        crs=crs, tile_size=tile_size, retries=retries, max_area_km2=max_area_km2, per_date=per_date,
+                        alert_density=alert_density, alert_object_m2=alert_object_m2, on_alert=on_alert,
+                        webhooks=webhooks)
     client = ServiceClient(service)
     return Job(client.submit(req, user=user, overwrite=overwrite).id, client)

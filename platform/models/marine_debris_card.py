@@ -96,6 +96,7 @@ def build_card(data: dict[str, Any], weights: Path | None = None) -> ModelCard:
         imagery="Sentinel-2 L2A or L1C (12 reflectance bands; SCL, or classes from the bands where there is none)",
         levels=("L1C", "L2A"),
         l1c="dark-spectrum",
+        ephemeral=True,  # windrows form after rain and drift away within days: one result per date
         training=dict(data.get("training", {})),
         metrics=dict(data.get("metrics", {})),
     )

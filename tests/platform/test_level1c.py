@@ -76,9 +76,9 @@ def test_the_dark_spectrum_finds_the_path_reflectance(sample_catalog, tmp_path):
 def test_marine_debris_on_level1c_comes_close_to_its_level2a_result(sample_catalog, tmp_path):
     l1c = l1c_copy(sample_catalog, tmp_path / "l1c")
     ref = detect("sample-bay", model="marine-debris", catalog=sample_catalog, out=tmp_path / "l2a",
-                 runtime="in-process", progress=False)
+                 runtime="in-process", progress=False, per_date=False)
     run = detect("sample-bay", model="marine-debris", catalog=l1c, out=tmp_path / "run", runtime="in-process",
-                 progress=False)
+                 progress=False, per_date=False)
     a, b = (r.dataset["debris"].values == 1 for r in (ref, run))
     assert a.sum() > 50 and (a & b).sum() / (a | b).sum() > 0.7
     correction = run.manifest["properties"]["geoloom:parameters"]["l1c_correction"]
@@ -110,7 +110,9 @@ def test_a_level1c_safe_product_runs_with_the_default_model(tmp_path, zipped):
     lon, lat = zip(*footprint_lonlat(product), strict=True)
     w, e, s, n = min(lon), max(lon), min(lat), max(lat)
     bbox = (w + 0.3 * (e - w), s + 0.2 * (n - s), e - 0.2 * (e - w), n - 0.2 * (n - s))
-    run = detect(bbox, catalog=catalog, out=tmp_path / "run", runtime="in-process", progress=False)
+    watch = detect(bbox, catalog=catalog, out=tmp_path / "run", runtime="in-process", progress=False)
+    assert watch.ok and watch.per_date and len(watch.dates) == 1  # the default model: one result per date
+    run = watch.date(watch.dates[0])
     assert run.ok and run.card.name == "marine-debris"
     assert [s.level for s in run.plan.scenes] == ["L1C"] and "scl" not in run.plan.scenes[0].assets
     probability = run.dataset["probability"].values  # random test pixels: much of it is called cloud or land

@@ -72,7 +72,7 @@ def test_readme_snippets_run_as_scripts_without_a_main_guard(sample_catalog, tmp
     (data / "sample").symlink_to(sample_catalog.parent, target_is_directory=True)  # the default catalog
     env = user_env(data)
     python = sys.executable
-    detect_src, smooth_src = readme_snippet("detect(\"sample-bay\""), readme_snippet("map_tiles(")
+    detect_src, smooth_src = readme_snippet("detect(\"sample-bay\", model=\"fdi\""), readme_snippet("map_tiles(")
     assert "__main__" not in detect_src + smooth_src
 
     script = tmp_path / "as_script"
@@ -84,6 +84,9 @@ def test_readme_snippets_run_as_scripts_without_a_main_guard(sample_catalog, tmp
     subprocess.run([*geoloom_cli, "run", "--preset", "sample-bay", "--model", "fdi", "--out", "runs/bay"],
                    cwd=cli, env=env, check=True, capture_output=True, timeout=600)
     assert_same_run(script / "runs" / "bay", cli / "runs" / "bay")
+    (script / "watch.py").write_text(readme_snippet("update("))  # monitoring over time, as a script
+    printed = run_py(python, ["watch.py"], script, env).stdout
+    assert "['2024-01-14']" in printed and (script / "runs" / "watch" / "dates" / "2024-01-14" / "result.tif").is_file()
 
     module = tmp_path / "as_module"
     (module / "mypkg").mkdir(parents=True)
@@ -212,7 +215,7 @@ def test_the_wheel_in_a_fresh_venv_works_from_an_empty_folder(tmp_path):
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
-    for name, marker in (("snippet.py", "detect(\"sample-bay\""), ("smooth.py", "map_tiles(")):
+    for name, marker in (("snippet.py", "detect(\"sample-bay\", model=\"fdi\""), ("smooth.py", "map_tiles(")):
         (empty / name).write_text(readme_snippet(marker))
         run_py(venv / "bin" / "python", [name], empty, env)
     assert (empty / "runs" / "smooth" / "result.tif").is_file()

@@ -318,3 +318,25 @@ def test_a_page_run_on_the_service_gets_its_true_colour_layer(service, sample_ca
         assert not at.exception and not at.error, [e.value for e in at.error]
     out = Path(at.session_state["view_folder"])
     assert (out / "run.json").exists() and (out / "truecolour" / "run.json").exists()
+
+
+def test_a_per_date_watch_runs_as_a_job_and_updates_as_one(service, sample_catalog, tmp_path):
+    """A watched region through the service: the per-date job, then its update (the dates it lacks)."""
+    from geoloom.workflows import RunRequest, ServiceClient, request_from_folder
+
+    out = tmp_path / "watch"
+    job = submit("sample-bay", model="fdi", catalog=sample_catalog, out=out, end="2024-01-10", per_date=True,
+                 alert_object_m2=0.0, service=service.url)
+    run = job.result()
+    assert run.per_date and run.dates == ["2024-01-09"] and len(run.alerts) > 0
+    direct = detect("sample-bay", model="fdi", catalog=sample_catalog, out=tmp_path / "direct", start="2024-01-09",
+                    end="2024-01-09", runtime="in-process", progress=False)
+    np.testing.assert_array_equal(run.dataset["debris"].isel(time=0).values, direct.dataset["debris"].values)
+    request: RunRequest = request_from_folder(out)
+    request = request.replace(imagery=request.imagery.from_dict(request.imagery.to_dict() | {"end": None}))
+    client = ServiceClient(service.url)
+    again = client.wait(client.submit(request, resume=True).id, timeout_s=300)
+    assert again.state == "done", again.error
+    assert Run(out).dates == ["2024-01-09", "2024-01-14"]
+    history = [json.loads(line)["date"] for line in (out / "alerts.jsonl").read_text().splitlines()]
+    assert history == ["2024-01-09", "2024-01-14"]

@@ -139,7 +139,7 @@ def evaluate(
             region = shapely.ops.unary_union([shapely.geometry.shape(i.geometry) for i in items])
             out = work / f"{k:02d}-{card.name}-{day}"
             run = _run_or_resume(run_detect, out, region, model=model_name, catalog=cat, start=day, end=day,
-                                 threshold=threshold, runtime=runtime, workers=workers, retries=0)
+                                 threshold=threshold, runtime=runtime, workers=workers, retries=0, per_date=False)
             if not run.ok:
                 reason = run.failed_tiles[0]["error"] if run.failed_tiles else "tiles missing"
                 raise RunError(f"the evaluation run {out} is incomplete ({reason}); "
