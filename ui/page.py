@@ -309,6 +309,11 @@ def start_run(cfg: Settings, prep: Any) -> None:
     except GeoloomError as exc:  # e.g. the job service cannot be reached
         ss.run_error = str(exc)
         return
+    follow(job)
+
+
+def follow(job: Any) -> None:
+    """Make ``job`` the page's running job (its progress and tiles replace the opened run)."""
     ss.job_id = job.id
     ss.job_reported = None
     ss.view_folder = None
@@ -328,10 +333,7 @@ def start_update(cfg: Settings, series: gw.Run) -> None:
     except GeoloomError as exc:
         ss.run_error = str(exc)
         return
-    ss.job_id = job.id
-    ss.job_reported = None
-    ss.view_folder = None
-    ss.pop("det_table", None)
+    follow(job)
 
 
 def progress_text(snap: jobs.JobSnapshot) -> str:

@@ -134,7 +134,7 @@ def execute_per_date(
     scenes that the folder does not hold complete yet, then the stack, series, alerts and manifest."""
     from geoloom.workflows.runs import _check_out_dir, _clear_for_run, _folder_lock, execute, run_id_for
 
-    req, card = prepared.request, prepared.card
+    req = prepared.request
     out = Path(req.out).expanduser().resolve()
     run_id = run_id_for(prepared)
     _check_out_dir(out, run_id, resume=resume or update, overwrite=overwrite)
