@@ -59,7 +59,8 @@ def _write_cog(store: str | Path, spec: OutputSpec, plan: Plan, dst: str | Path)
             transform=Affine(*plan.transform), nodata=spec.fill_value, tiled=True, blockxsize=256, blockysize=256,
             compress="zstd", zstd_level=1, BIGTIFF="IF_SAFER", num_threads="ALL_CPUS",
         )
-        resampling = "AVERAGE" if spec.kind in ("probability", "index") else "NEAREST"
+        # averaging is for measured values; classes, masks and packed colours keep whole values
+        resampling = "AVERAGE" if spec.kind in ("probability", "index") and spec.dtype.startswith("float") else "NEAREST"
         with rasterio.open(stage, "w", **profile) as out:
             out.update_tags(OVERVIEW_RESAMPLING=resampling)
             out.update_tags(1, name=spec.name, kind=spec.kind)

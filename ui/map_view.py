@@ -25,7 +25,7 @@ from geoloom.workflows import Region
 
 from geoloom.ui.assets import MapAssets, world_outlines
 from geoloom.ui.jobs import TileGrid
-from geoloom.ui.rendering import Legend, LayerImage
+from geoloom.ui.rendering import Legend, LayerImage, TiledLayer
 
 TILE_COLOURS = {"pending": "#9e9e9e", "running": "#1e88e5", "done": "#43a047", "failed": "#e53935"}
 TILE_LABELS = {"pending": "waiting", "running": "running", "done": "done", "failed": "failed"}
@@ -35,6 +35,8 @@ BACKGROUND = "#dfe7ec"  # the sea
 LAND_COLOUR = "#f3f0e6"
 SCENE_COLOUR = "#5b6b8c"
 MAP_HEIGHT = 620
+#: The deepest zoom of the map: a 10 m pixel is some 17 screen pixels wide there.
+MAX_ZOOM = 18
 
 
 class BasemapFallback(MacroElement):
@@ -117,8 +119,8 @@ class MapContent:
     tile_states: dict[str, str] = field(default_factory=dict)
     tile_errors: dict[str, str] = field(default_factory=dict)
     show_tiles: bool = True
-    truecolour: LayerImage | None = None
-    result: LayerImage | None = None
+    truecolour: LayerImage | TiledLayer | None = None
+    result: LayerImage | TiledLayer | None = None
     result_name: str = "Result"
     opacity: float = 0.75
     detections: dict[str, Any] | None = None
@@ -142,7 +144,7 @@ def build_map(c: MapContent) -> MapArgs:
     """The folium map of ``c`` and its layer groups, layer control, centre and zoom for ``st_folium``."""
     fit = c.region.bbox_lonlat if c.region is not None else c.extent_lonlat
     m = folium.Map(location=[5.59, 0.0] if fit is None else [(fit[1] + fit[3]) / 2, (fit[0] + fit[2]) / 2],
-                   zoom_start=2 if fit is None else 11, tiles=None, control_scale=True)
+                   zoom_start=2 if fit is None else 11, tiles=None, control_scale=True, max_zoom=MAX_ZOOM)
     if c.assets.mode != "missing":
         m.default_js = list(c.assets.map_js)
         m.default_css = list(c.assets.map_css)
@@ -183,11 +185,11 @@ def build_map(c: MapContent) -> MapArgs:
         groups.append(fg)
     if c.truecolour is not None:
         fg = folium.FeatureGroup(name="Imagery (true colour)", show=True)
-        _overlay(c.truecolour, 1.0).add_to(fg)
+        _raster(c.truecolour, 1.0, zindex=2).add_to(fg)
         groups.append(fg)
     if c.result is not None:
         fg = folium.FeatureGroup(name=c.result_name, show=True)
-        _overlay(c.result, c.opacity).add_to(fg)
+        _raster(c.result, c.opacity, zindex=3).add_to(fg)
         groups.append(fg)
     if c.scenes:
         fg = folium.FeatureGroup(name="Scene footprints", show=True)
@@ -223,6 +225,17 @@ def outlines_layer(folder: Path) -> folium.FeatureGroup:
                    style_function=lambda _: {"color": "#8a8f99", "weight": 1, "fillColor": LAND_COLOUR,
                                              "fillOpacity": 1.0}).add_to(fg)
     return fg
+
+
+def _raster(layer: LayerImage | TiledLayer, opacity: float, *, zindex: int) -> Any:
+    """A result or true-colour layer: XYZ tiles from its COG when served so, else an image overlay."""
+    if isinstance(layer, TiledLayer) and layer.url:
+        (s, w), (n, e) = layer.bounds_latlon
+        return folium.raster_layers.TileLayer(
+            tiles=layer.url, attr="geoloom", name="tiles", overlay=True, control=False, opacity=float(opacity),
+            max_zoom=MAX_ZOOM, max_native_zoom=MAX_ZOOM, bounds=[[s, w], [n, e]], zindex=zindex,
+            class_name="geoloom-tiles")
+    return _overlay(layer, opacity, zindex=zindex)
 
 
 def _overlay(img: LayerImage, opacity: float, *, zindex: int = 2) -> folium.raster_layers.ImageOverlay:

@@ -21,6 +21,7 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.warp import calculate_default_transform, reproject
 
+from geoloom.platform import map_tiles
 from geoloom.workflows import Run, styles
 
 #: Longest side of a rendered layer, in pixels (bigger layers are read decimated).
@@ -73,6 +74,52 @@ class LayerImage:
     def data_url(self) -> str:
         """The PNG as a ``data:`` URL."""
         return "data:image/png;base64," + base64.b64encode(self.png).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class TiledLayer:
+    """A layer served as XYZ tiles from its COG (full resolution at every zoom), with its legend."""
+
+    cog: Path
+    style: map_tiles.LayerStyle
+    legend: Legend
+    bounds_latlon: tuple[tuple[float, float], tuple[float, float]]  # ((south, west), (north, east))
+    url: str = ""  # the Leaflet URL template, once the tile server has it
+
+
+def layer_cog(folder: str | Path, layer: str) -> Path:
+    """The COG of a run's layer: ``result.tif`` for the primary (and the true colour), else ``result-<layer>.tif``."""
+    folder = Path(folder)
+    own = folder / f"result-{layer}.tif"
+    return own if own.exists() else folder / "result.tif"
+
+
+def tiled_layer(folder: str | Path, layer: str) -> TiledLayer:
+    """A run's layer for the tile server: its COG, colours (those of the quicklook) and legend."""
+    run = Run(Path(folder))
+    da = run.dataset[layer]
+    attrs = dict(da.attrs)
+    cog = layer_cog(folder, layer)
+    kind = attrs.get("kind")
+    if layer == RGB_LAYER or kind == "truecolour":
+        style = map_tiles.layer_style(cog, rgb=True)
+        legend = Legend("Imagery (true colour)", "rgb")
+    else:
+        classes = tuple(int(v) for v in attrs.get("flag_values", [])) or None
+        style = map_tiles.layer_style(cog, kind=kind, classes=classes)
+        title = attrs.get("long_name") or layer
+        if style.kind == "ramp":
+            title = f"{title} (faint where low)" if style.probability else title
+            legend = Legend(title, "ramp", styles.VIRIDIS, style.vmin, style.vmax)
+        else:
+            meanings = str(attrs.get("flag_meanings", "")).split()
+            values = list(classes or style.classes)
+            labels = {v: (meanings[i].replace("_", " ") if i < len(meanings) else str(v)) for i, v in enumerate(values)}
+            legend = Legend(title, "classes", entries=tuple((c, labels.get(v, str(v)))
+                                                            for v, c in styles.class_colours(values)))
+    g = run.geobox
+    w, s, e, n = g.extent.to_crs("EPSG:4326").boundingbox
+    return TiledLayer(cog, style, legend, ((float(s), float(w)), (float(n), float(e))))
 
 
 def layer_names(run: Run) -> list[str]:

@@ -90,6 +90,40 @@ def layer_image(folder: str, layer: str, stamp: float) -> rendering.LayerImage:
     return rendering.render_layer(folder, layer)
 
 
+@st.cache_resource(show_spinner=False)
+def tile_server() -> Any:
+    """The tile server of this UI process (started once, on Streamlit's address)."""
+    from geoloom.ui.tile_server import TileServer
+
+    host = str(st.get_option("server.address") or "127.0.0.1")
+    return TileServer(host, int(os.environ.get("GEOLOOM_TILE_PORT", "0") or 0))
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _tiled(folder: str, layer: str, stamp: float) -> rendering.TiledLayer:
+    return rendering.tiled_layer(folder, layer)
+
+
+def layer_tiles(folder: str, layer: str, stamp: float) -> rendering.TiledLayer:
+    """A run's layer as XYZ tiles from its COG, with the URL the browser asks them from."""
+    import dataclasses
+
+    tiled = _tiled(folder, layer, stamp)
+    server = tile_server()
+    key = server.register(tiled.cog, tiled.style)
+    return dataclasses.replace(tiled, url=server.url(key, _browser_host()))
+
+
+def _browser_host() -> str | None:
+    """The host name the browser reached the page by (so that it reaches the tile server alike)."""
+    try:
+        host = st.context.headers.get("Host") or ""
+    except Exception:
+        return None
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
+    return name.strip("[]") or None
+
+
 @st.cache_data(show_spinner=False, max_entries=16)
 def detections_of(folder: str, stamp: float) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The detections as a table (highest score first) and as GeoJSON for the map (top ones)."""

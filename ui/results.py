@@ -18,7 +18,7 @@ from geoloom.ui.resources import (
     detections_of,
     failed_tiles_table,
     fmt_seconds,
-    layer_image,
+    layer_tiles,
     log,
     ss,
     stamp,
@@ -95,7 +95,7 @@ def fill_results(content: map_view.MapContent, opened: Opened) -> None:
     legends = []
     if layer:
         try:
-            img = layer_image(str(folder), layer, stamp(folder / "run.json"))
+            img = layer_tiles(str(folder), layer, stamp(folder / "run.json"))
             content.result, content.result_name, content.opacity = img, f"Result: {layer}", float(ss.get("opacity", 0.75))
             legends.append(img.legend)
         except Exception as exc:
@@ -103,7 +103,7 @@ def fill_results(content: map_view.MapContent, opened: Opened) -> None:
     tc = folder / "truecolour"
     if ss.get("show_truecolour", True) and (tc / "run.json").exists():
         try:
-            content.truecolour = layer_image(str(tc), imagery.LAYER, stamp(tc / "run.json"))
+            content.truecolour = layer_tiles(str(tc), imagery.LAYER, stamp(tc / "run.json"))
         except Exception:
             log.exception("true-colour layer could not be drawn")
     if ss.get("show_detections", True) and opened.detections["features"]:

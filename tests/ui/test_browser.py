@@ -200,9 +200,11 @@ def test_draw_run_and_see_the_result(server):
             # the result: overlay image and detection polygons on the map
             expect(page.get_by_text("Run finished", exact=False)).to_be_visible(timeout=180_000)
             live = map_frame_locator(page)
-            expect(live.locator("img.leaflet-image-layer[style*='opacity: 0.75']")).to_have_count(1, timeout=30_000)
-            # result, the run's true colour and the preview basemap
-            expect(live.locator("img.leaflet-image-layer")).to_have_count(3, timeout=60_000)
+            # the result and the run's true colour as XYZ tiles from their COGs, over the preview basemap
+            expect(live.locator(".geoloom-tiles")).to_have_count(2, timeout=60_000)
+            expect(live.locator(".geoloom-tiles[style*='opacity: 0.75'] img.leaflet-tile-loaded").first).to_be_attached(
+                timeout=30_000)
+            expect(live.locator("img.leaflet-image-layer")).to_have_count(1, timeout=60_000)
             detections = live.locator("path.leaflet-interactive[stroke='#ff1744']")
             expect(detections.first).to_be_attached(timeout=30_000)
             assert detections.count() >= 1
@@ -279,3 +281,85 @@ def test_a_per_date_run_shows_its_dates_and_chart(server, ui_catalog: Path, tmp_
             raise
         finally:
             browser.close()
+
+
+WIDE_BBOX = (-0.08, 5.50, 0.065, 5.645)  # about 16 x 16 km: a 1,600 px layer, wider than any whole-layer image
+
+
+def test_zoomed_in_the_map_shows_the_cogs_own_pixels(server, ui_catalog: Path, tmp_path: Path):
+    """A large result at the map's finest zoom: the tiles the browser gets are the COG's 10 m pixels, one
+    by one (nearest), in the layer's colours."""
+    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed (pip install -e '.[test]')")
+    import io
+
+    import mercantile
+    import numpy as np
+    import rasterio
+    from PIL import Image
+    from playwright.sync_api import expect, sync_playwright
+    from pyproj import Transformer
+
+    from geoloom.platform.styles import CLASS_COLOURS, hex_rgb
+    from geoloom.workflows import detect
+
+    run = detect(WIDE_BBOX, model="fdi", catalog=ui_catalog, out=tmp_path / "runs" / "wide", runtime="in-process",
+                 progress=False, per_date=False)
+    cog = run.folder / "result-debris.tif"
+    with rasterio.open(cog) as src:
+        assert max(src.width, src.height) > 1400
+        mask, crs, inverse = src.read(1), src.crs, ~src.transform
+        # look where debris is densest: some 15 x 15 pixels around the best spot
+        from scipy import ndimage
+
+        row, col = np.unravel_index(np.argmax(ndimage.uniform_filter((mask == 1).astype("float32"), 15)), mask.shape)
+        lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(*(src.transform * (col + 0.5, row + 0.5)))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        try:
+            page.goto(server, wait_until="domcontentloaded")
+            expect(map_frame_locator(page).locator("img.leaflet-image-layer")).to_have_count(1, timeout=120_000)
+            history = page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").filter(has_text="Previous runs")
+            history.get_by_role("combobox").click()
+            page.keyboard.type("fdi")
+            page.get_by_role("option", name=re.compile("fdi")).first.click()
+            page.get_by_role("button", name="Open run").click()
+            page.locator("[data-testid='stRadio']").filter(has_text="Layer").get_by_text("debris", exact=True).click()
+            live = map_frame_locator(page)
+            expect(live.locator(".geoloom-tiles")).to_have_count(1, timeout=60_000)  # the result (no true colour here)
+            time.sleep(2)  # the map is redrawn with the debris layer
+            frame = map_frame(page)
+            frame.evaluate("([lat, lon]) => window.map.setView([lat, lon], 18, {animate: false})", [lat, lon])
+            result = live.locator(".geoloom-tiles[style*='opacity: 0.75'] img.leaflet-tile-loaded[src*='/18/']")
+            expect(result.first).to_be_attached(timeout=30_000)
+            time.sleep(1.5)
+            shot(page, "finest-zoom")
+            srcs = [result.nth(i).get_attribute("src") for i in range(min(result.count(), 6))]
+            tiles = {src: page.request.get(src).body() for src in srcs}  # what the browser was served
+        finally:
+            browser.close()
+
+    to_cog = Transformer.from_crs("EPSG:3857", crs, always_xy=True)
+    colour = np.array(hex_rgb(CLASS_COLOURS[0]))
+    agree = total = debris = 0
+    for src, png in tiles.items():
+        z, x, y = (int(v) for v in re.search(r"/(\d+)/(\d+)/(\d+)\.png", src).groups())
+        rgba = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
+        if rgba.shape[:2] != (256, 256):
+            continue  # an empty tile (beyond the layer)
+        b = mercantile.xy_bounds(x, y, z)
+        px = b.left + (np.arange(256) + 0.5) * (b.right - b.left) / 256
+        py = b.top - (np.arange(256) + 0.5) * (b.top - b.bottom) / 256
+        gx, gy = np.meshgrid(px, py)
+        cx, cy = to_cog.transform(gx, gy)
+        col, row = inverse * (cx, cy)
+        col, row = np.floor(col).astype(int), np.floor(row).astype(int)
+        inside = (row >= 0) & (row < mask.shape[0]) & (col >= 0) & (col < mask.shape[1])
+        value = np.where(inside, mask[np.clip(row, 0, mask.shape[0] - 1), np.clip(col, 0, mask.shape[1] - 1)], 0)
+        expected_on = value == 1
+        shown_on = (rgba[..., 3] > 0) & (np.abs(rgba[..., :3].astype(int) - colour).sum(axis=-1) < 6)
+        agree += int((expected_on == shown_on).sum())
+        total += expected_on.size
+        debris += int(expected_on.sum())
+    assert total >= 256 * 256 and debris > 50, (total, debris)
+    assert agree / total > 0.99, agree / total  # the layer's own 10 m pixels, not a decimated picture
