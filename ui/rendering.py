@@ -21,8 +21,7 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.warp import calculate_default_transform, reproject
 
-from geoloom.platform import map_tiles
-from geoloom.workflows import Run, styles
+from geoloom.workflows import Run, styles, xyz_tiles
 
 #: Longest side of a rendered layer, in pixels (bigger layers are read decimated).
 MAX_PX = 1400
@@ -81,7 +80,7 @@ class TiledLayer:
     """A layer served as XYZ tiles from its COG (full resolution at every zoom), with its legend."""
 
     cog: Path
-    style: map_tiles.LayerStyle
+    style: xyz_tiles.LayerStyle
     legend: Legend
     bounds_latlon: tuple[tuple[float, float], tuple[float, float]]  # ((south, west), (north, east))
     url: str = ""  # the Leaflet URL template, once the tile server has it
@@ -102,11 +101,11 @@ def tiled_layer(folder: str | Path, layer: str) -> TiledLayer:
     cog = layer_cog(folder, layer)
     kind = attrs.get("kind")
     if layer == RGB_LAYER or kind == "truecolour":
-        style = map_tiles.layer_style(cog, rgb=True)
+        style = xyz_tiles.layer_style(cog, rgb=True)
         legend = Legend("Imagery (true colour)", "rgb")
     else:
         classes = tuple(int(v) for v in attrs.get("flag_values", [])) or None
-        style = map_tiles.layer_style(cog, kind=kind, classes=classes)
+        style = xyz_tiles.layer_style(cog, kind=kind, classes=classes)
         title = attrs.get("long_name") or layer
         if style.kind == "ramp":
             title = f"{title} (faint where low)" if style.probability else title

@@ -17,14 +17,16 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from geoloom.platform.map_tiles import LayerStyle, render_tile, tile_png
+import numpy as np
+
+from geoloom.workflows import xyz_tiles
 
 log = logging.getLogger(__name__)
 
 #: Tiles kept in memory (PNG bytes; about 5-40 kB each).
 CACHE_TILES = 4096
 _PATH = re.compile(r"^/tiles/([0-9a-f]{16})/(\d{1,2})/(\d+)/(\d+)\.png$")
-_EMPTY = tile_png(__import__("numpy").zeros((1, 1, 4), dtype="uint8"))
+_EMPTY = xyz_tiles.tile_png(np.zeros((1, 1, 4), dtype="uint8"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +34,7 @@ class TileSource:
     """A registered layer: its COG and how to colour it."""
 
     cog: Path
-    style: LayerStyle
+    style: xyz_tiles.LayerStyle
 
 
 class TileServer:
@@ -57,7 +59,7 @@ class TileServer:
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="geoloom-tiles", daemon=True)
         self.thread.start()
 
-    def register(self, cog: str | Path, style: LayerStyle) -> str:
+    def register(self, cog: str | Path, style: xyz_tiles.LayerStyle) -> str:
         """Serve ``cog`` coloured by ``style``; the layer's id (the same file, state and style give the same id)."""
         cog = Path(cog).resolve()
         stat = cog.stat()
@@ -83,8 +85,8 @@ class TileServer:
                 return cached
         if source is None:
             return None
-        rgba = render_tile(source.cog, source.style, z, x, y)
-        png = _EMPTY if rgba is None or not rgba[..., 3].any() else tile_png(rgba)
+        rgba = xyz_tiles.render_tile(source.cog, source.style, z, x, y)
+        png = _EMPTY if rgba is None or not rgba[..., 3].any() else xyz_tiles.tile_png(rgba)
         with self._lock:
             self._cache[(key, z, x, y)] = png
             while len(self._cache) > CACHE_TILES:

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from geoloom.platform import styles
+from geoloom.platform import styles, xyz_tiles
 from geoloom.platform.alerts import AlertRules
 from geoloom.platform.errors import (
     BandError,
@@ -33,6 +33,7 @@ from geoloom.runtime.progress import Progress
 from geoloom.workflows.api import (
     Run, TileCounts, detect, map_tiles, open_run, plan_request, plan_run, run_request, update,
 )
+from geoloom.workflows.by_rows import RunSet, open_runs
 from geoloom.workflows.request import (
     DEFAULT_MODEL, Execution, Grid, Imagery, Monitoring, RunRequest, build_request, default_catalog, request_from_folder,
 )
@@ -46,6 +47,6 @@ __all__ = [
     "Progress",
     "DEFAULT_MODEL", "Execution", "Grid", "Imagery", "Prepared", "Run", "RunRequest", "TileCounts", "build_request",
     "detect", "map_tiles", "open_run", "plan_request", "plan_run", "request_from_folder", "run_request", "default_catalog",
-    "data_dir", "web_assets_dir", "index_folder", "list_collections", "ServiceClient", "styles",
-    "Job", "submit", "Monitoring", "update", "AlertRules",
+    "data_dir", "web_assets_dir", "index_folder", "list_collections", "ServiceClient", "styles", "xyz_tiles",
+    "Job", "submit", "Monitoring", "update", "AlertRules", "RunSet", "open_runs",
 ]

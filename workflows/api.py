@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import geopandas as gpd
 import pandas as pd
@@ -26,6 +26,9 @@ from geoloom.runtime.model_cache import ModelSpec
 from geoloom.runtime.progress import Progress, progress_callback
 from geoloom.workflows.request import DEFAULT_MODEL, RunRequest, build_request, request_from_folder
 from geoloom.workflows.runs import Prepared, execute, prepare
+
+if TYPE_CHECKING:
+    from geoloom.workflows.by_rows import RunSet
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +171,8 @@ class Run:
         return self.folder / name
 
     def export(self, to: str = "gpkg", *, out: str | Path | None = None) -> Path:
-        """Write the run for GIS tools (``"gpkg"``: detections, raster layers' footprints, region); the file written."""
+        """Write the run for GIS tools (``"gpkg"``: detections, raster layers' footprints, region; ``"pmtiles"``:
+        the primary layer as web map tiles; ``"kmz"``: detections and layer for Google Earth); the file written."""
         from geoloom.platform.export import export_run
 
         return export_run(self.folder, to=to, out=out)
@@ -254,7 +258,8 @@ def detect(
     alert_object_m2: float | None = None,
     on_alert: Sequence[str] | str = (),
     webhooks: Sequence[str] | str = (),
-) -> Run:
+    by: str | None = None,
+) -> Run | RunSet:
     """Run a model over a region and return the published run.
 
     ``region``: (W, S, E, N), a GeoJSON dict, a vector file (``"area.gpkg:layer"``, ``.shp.zip``, KML,
@@ -272,13 +277,21 @@ def detect(
     ``alert_density`` / ``alert_object_m2``: alert rules of a per-date run (detected pixels per km² of
     clear water on a date; a new object's area), judged on each new date; ``on_alert``: commands
     (``{file}``: the alerts GeoJSON) and ``webhooks``: URLs that receive it when one fires.
+    ``by``: a column of a table of regions (a GeoDataFrame, a vector file): one run per value of the column
+    (its rows unioned) into ``out/<value>``, every other keyword the same for each; returns a
+    :class:`~geoloom.workflows.by_rows.RunSet` (label -> Run, ``.detections``, ``.summary()``).
     """
     address, client = _cluster_args(cluster)
-    req = build_request(region, model=model, out=out, threshold=threshold, catalog=catalog, collection=collection,
-                        start=start, end=end, max_cloud=max_cloud, query=query, sign=sign, resolution=resolution,
-                        crs=crs, tile_size=tile_size, runtime=runtime, cluster=address, workers=workers,
-                        retries=retries, max_area_km2=max_area_km2, per_date=per_date, alert_density=alert_density,
-                        alert_object_m2=alert_object_m2, on_alert=on_alert, webhooks=webhooks)
+    options = dict(model=model, threshold=threshold, catalog=catalog, collection=collection, start=start, end=end,
+                   max_cloud=max_cloud, query=query, sign=sign, resolution=resolution, crs=crs, tile_size=tile_size,
+                   runtime=runtime, cluster=address, workers=workers, retries=retries, per_date=per_date,
+                   alert_density=alert_density, alert_object_m2=alert_object_m2, on_alert=on_alert, webhooks=webhooks)
+    if by is not None:
+        from geoloom.workflows.by_rows import detect_rows
+
+        return detect_rows(region, by=by, out=out, options=options, client=client, resume=resume, overwrite=overwrite,
+                           progress=progress, cancelled=cancelled, on_cluster=on_cluster, max_area_km2=max_area_km2)
+    req = build_request(region, out=out, max_area_km2=max_area_km2, **options)
     return run_request(req, client=client, resume=resume, overwrite=overwrite, progress=progress,
                        cancelled=cancelled, on_cluster=on_cluster)
 

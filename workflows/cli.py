@@ -111,15 +111,22 @@ def verbosity_options(f: Any) -> Any:
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), default=None, metavar="DIR", help="Finish an interrupted run in DIR.")
 @click.option("--overwrite", is_flag=True, help="Replace the run already in --out.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (tiles, pixels, bytes, scenes, estimate) and read no pixels.")
+@click.option("--by", default=None, metavar="COLUMN",
+              help="One run per value of COLUMN of the --region file (its rows unioned), each into --out/VALUE.")
 @max_area_option
 @verbosity_options
 @click.pass_context
-def run(ctx: click.Context, bbox, geojson, region_file, preset, place, resume_dir, overwrite, dry_run, runtime, cluster, workers,
-        retries, out, max_area_km2, **options: Any) -> None:
+def run(ctx: click.Context, bbox, geojson, region_file, preset, place, resume_dir, overwrite, dry_run, by, runtime, cluster,
+        workers, retries, out, max_area_km2, **options: Any) -> None:
     """Run a model over a region and publish maps and tables into --out."""
     from geoloom.workflows.request import Execution, build_request, request_from_folder
     from geoloom.workflows.runs import prepare
 
+    if by is not None:
+        _run_by(ctx, by, (bbox, geojson, region_file, preset, place), out=resume_dir or out, resume=bool(resume_dir),
+                overwrite=overwrite, dry_run=dry_run, max_area_km2=max_area_km2,
+                options=dict(options, runtime=runtime, cluster=cluster, workers=workers, retries=retries))
+        return
     execution = Execution(runtime=runtime, cluster=cluster, workers=workers, retries=retries)
     if resume_dir:
         req = request_from_folder(resume_dir).replace(execution=execution)
@@ -139,6 +146,58 @@ def run(ctx: click.Context, bbox, geojson, region_file, preset, place, resume_di
         return
     folder = _execute_with_bar(prepared, resume=bool(resume_dir), overwrite=overwrite, quiet=_quiet(ctx))
     _report(folder, quiet=_quiet(ctx))
+
+
+def _run_by(ctx: click.Context, by: str, regions: tuple, *, out: str | None, resume: bool, overwrite: bool,
+            dry_run: bool, max_area_km2: float, options: dict[str, Any]) -> None:
+    """``run --by COLUMN``: one run per value of the column of the --region file; a line per run, exit 3 if any failed."""
+    from geoloom.platform.errors import RegionError
+    from geoloom.platform.region import region_hints
+    from geoloom.runtime.progress import ProgressBar
+    from geoloom.workflows.by_rows import detect_rows, prepare_rows
+
+    bbox, geojson, region_file, preset, place = regions
+    given = [n for n, v in zip(("--bbox", "--geojson", "--region", "--preset", "--place"), regions) if v]
+    if len(given) > 1:
+        raise click.UsageError(f"give one region, not {' and '.join(given)}")
+    table = region_file or (geojson if geojson != "-" else None)
+    if table is None:
+        shown = given[0] if given else "no region"
+        raise RegionError(f"--by {by} needs a table of regions, one run per row, not {shown}; give the regions with "
+                          "--region FILE[:LAYER] (or --geojson FILE), or drop --by")
+    if out is None and not dry_run:
+        raise click.UsageError("give --out DIR, a folder for the runs' folders")
+    options["query"] = list(options["query"]) or None
+    options["exclude"] = list(options["exclude"])
+    options["on_alert"], options["webhooks"] = list(options["on_alert"]), list(options["webhooks"])
+    quiet = _quiet(ctx)
+    with region_hints("cli"):
+        if dry_run:
+            planned = prepare_rows(table, by=by, out=out or ".", options=options, max_area_km2=max_area_km2, door="cli")
+            click.echo(json.dumps({row.label: p.summary() for row, p in planned}, indent=2, default=str))
+            return
+        bar = ProgressBar(disable=True if quiet else None)
+
+        def on_cluster(info: Any) -> None:
+            if not quiet:
+                dashboard = f" (dashboard {info.dashboard})" if info.dashboard else ""
+                click.echo(f"cluster: {info.describe()}{dashboard}", err=True)
+
+        runs = detect_rows(table, by=by, out=out, options=options, resume=resume, overwrite=overwrite, progress=bar,
+                           on_cluster=on_cluster, max_area_km2=max_area_km2, door="cli")
+    failed = []
+    for line in runs.summary().itertuples():
+        click.echo(line.folder)
+        if not quiet:
+            state = "ok" if line.ok else "failed tiles"
+            click.echo(f"  {line.label}: {line.area_km2:g} km2, {line.tiles} tile(s), {line.detections} detection(s), "
+                       f"{state}", err=True)
+        if not line.ok:
+            failed.append(line.folder)
+    if failed:
+        click.echo(f"{len(failed)} of {len(runs)} runs have failed tiles; the rest is published. Fix the cause and "
+                   f"run: geoloom run --resume {failed[0]}" + (" (and the others)" if len(failed) > 1 else ""), err=True)
+        sys.exit(EXIT_PARTIAL)
 
 
 def _execute_with_bar(prepared: Any, *, resume: bool, overwrite: bool, quiet: bool) -> Path:
@@ -192,10 +251,12 @@ def _report(folder: Path, *, quiet: bool) -> None:
 @cli.command("export")
 @click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False))
 @click.option("--to", "fmt", type=click.Choice([*EXPORT_FORMATS, *PLANNED_FORMATS]), default="gpkg", show_default=True,
-              help="gpkg: a GeoPackage with the detections, the raster layers' footprints and the region.")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="File to write (default: RUN/run.gpkg).")
+              help="gpkg: a GeoPackage with the detections, the raster layers' footprints and the region; "
+                   "pmtiles: the primary layer as a raster PMTiles archive (web maps, in the map's colours); "
+                   "kmz: the detections and the primary layer for Google Earth.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="File to write (default: RUN/run.<format>).")
 def export(run_dir, fmt, out) -> None:
-    """Write a finished run in a format GIS tools open (QGIS, ArcGIS, GDAL)."""
+    """Write a finished run in a format GIS tools open (QGIS, ArcGIS, GDAL, web maps, Google Earth)."""
     from geoloom.platform.export import export_run
 
     click.echo(str(export_run(run_dir, to=fmt, out=out)))

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import rasterio
 from PIL import Image
+from rio_tiler.errors import TileOutsideBounds
+from rio_tiler.io import Reader  # at import: a first import from several threads at once can fail
 
 from geoloom.platform import styles
 
@@ -119,9 +121,6 @@ def colour(values: np.ndarray, valid: np.ndarray, style: LayerStyle) -> np.ndarr
 def render_tile(cog: str | Path, style: LayerStyle, z: int, x: int, y: int, *,
                 tilesize: int = TILE_SIZE) -> np.ndarray | None:
     """The RGBA pixels of web map tile ``z/x/y`` of a COG, or None where the tile misses the layer."""
-    from rio_tiler.errors import TileOutsideBounds
-    from rio_tiler.io import Reader
-
     with Reader(str(cog)) as src:
         if not src.tile_exists(x, y, z):
             return None
