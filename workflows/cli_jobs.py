@@ -36,8 +36,9 @@ def _final_exit(job: Any) -> None:
 
 
 @click.command()
-@click.option("--db", default=None, metavar="PATH", envvar="GEOLOOM_JOBS_DB", show_envvar=True,
-              help="The job database, a SQLite file (default: jobs.sqlite in the per-user data folder).")
+@click.option("--db", default=None, metavar="PATH|URL", envvar="GEOLOOM_JOBS_DB", show_envvar=True,
+              help="The job database: a SQLite file, or a PostgreSQL URL postgresql://USER:PASSWORD@HOST:PORT/DATABASE "
+                   "(needs geoloom[postgres]) shared by hosts (default: jobs.sqlite in the per-user data folder).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for all).")
 @click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True)
 @click.option("--scheduler", "--address", "cluster", default=None, metavar="ADDRESS",

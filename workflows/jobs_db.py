@@ -1,8 +1,8 @@
 """The job database: every SQL statement of the job service, behind one small store class.
 
 The seam is :class:`JobStore` (a Protocol) and :func:`open_job_store`, which picks the backend from
-the location it is given. SQLite (standard library, WAL mode) is the one backend today; a
-PostgreSQL store would be a second class with the same methods, chosen for ``postgresql://`` URLs.
+the location it is given: a file path is SQLite (standard library, WAL mode, one host), a
+``postgresql://`` URL is PostgreSQL (:mod:`geoloom.workflows.jobs_postgres`, a shared server).
 """
 
 from __future__ import annotations
@@ -91,8 +91,9 @@ class JobStore(Protocol):
         """Release the database."""
 
 
-_COLUMNS = ("id", "user", "request", "out", "state", "tiles_total", "tiles_done", "tiles_failed", "error",
-            "created", "started", "finished", "overwrite", "resume")
+#: The columns of the job table, in the order of :class:`JobRecord`'s fields.
+JOB_COLUMNS = ("id", "user", "request", "out", "state", "tiles_total", "tiles_done", "tiles_failed", "error",
+               "created", "started", "finished", "overwrite", "resume")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -168,14 +169,14 @@ class SqliteJobStore:
         job = replace(job, id=uuid.uuid4().hex[:12], created=now_utc())
         row = _to_row(job)
         with self._cursor() as cur:
-            cur.execute(f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
-                        [row[c] for c in _COLUMNS])
+            cur.execute(f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({', '.join('?' * len(JOB_COLUMNS))})",
+                        [row[c] for c in JOB_COLUMNS])
         return job
 
     def get(self, job_id: str) -> JobRecord | None:
         """The job with this id, or None."""
         with self._cursor() as cur:
-            row = cur.execute(f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = cur.execute(f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _from_row(row) if row else None
 
     def list(self, *, states: tuple[str, ...] | None = None, user: str | None = None) -> list[JobRecord]:
@@ -187,17 +188,14 @@ class SqliteJobStore:
         if user:
             where.append("user = ?")
             args.append(user)
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else "")
+        sql = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else "")
         with self._cursor() as cur:
             rows = cur.execute(sql + " ORDER BY created, rowid", args).fetchall()
         return [_from_row(r) for r in rows]
 
     def update(self, job_id: str, **fields: Any) -> None:
         """Change some columns of a job (names checked against the table's)."""
-        unknown = set(fields) - set(_COLUMNS[1:])
-        if unknown:
-            raise ValueError(f"unknown job columns {sorted(unknown)}")
-        row = _to_row_fields(fields)
+        row = _to_row_fields(checked_fields(fields))
         with self._cursor() as cur:
             cur.execute(f"UPDATE jobs SET {', '.join(f'{c} = ?' for c in row)} WHERE id = ?", [*row.values(), job_id])
 
@@ -206,6 +204,14 @@ class SqliteJobStore:
         with self._lock:
             self._db.close()
         self._release()
+
+
+def checked_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """The columns an update may change (every one but ``id``); a ValueError names any other."""
+    unknown = set(fields) - set(JOB_COLUMNS[1:])
+    if unknown:
+        raise ValueError(f"unknown job columns {sorted(unknown)}")
+    return fields
 
 
 def _to_row_fields(fields: dict[str, Any]) -> dict[str, Any]:
@@ -223,7 +229,7 @@ def _to_row(job: JobRecord) -> dict[str, Any]:
 
 
 def _from_row(row: tuple[Any, ...]) -> JobRecord:
-    d = dict(zip(_COLUMNS, row))
+    d = dict(zip(JOB_COLUMNS, row))
     d["request"] = json.loads(d["request"])
     d["overwrite"], d["resume"] = bool(d["overwrite"]), bool(d["resume"])
     return JobRecord(**d)
@@ -238,8 +244,15 @@ def default_jobs_db() -> Path:
 
 
 def open_job_store(location: str | Path | None = None, *, exclusive: bool = False) -> JobStore:
-    """The job store at ``location`` (a SQLite file path; default :func:`default_jobs_db`)."""
-    where = str(location) if location is not None else str(default_jobs_db())
-    if "://" in where and not where.startswith("sqlite:"):
-        raise RunError(f"job databases at {where.split('://')[0]}:// URLs are not supported yet; give a SQLite file path")
+    """The job store at ``location``: a SQLite file path or a ``postgresql://`` URL (default :func:`default_jobs_db`)."""
+    env = os.environ.get(JOBS_DB_ENV, "").strip()
+    where = str(location) if location is not None else env if "://" in env else str(default_jobs_db())
+    scheme = where.split("://", 1)[0].lower() if "://" in where else ""
+    if scheme in ("postgresql", "postgres"):
+        from geoloom.workflows.jobs_postgres import PostgresJobStore
+
+        return PostgresJobStore(where, exclusive=exclusive)
+    if scheme and scheme != "sqlite":
+        raise RunError(f"job databases at {scheme}:// URLs are not supported; give a SQLite file path "
+                       "or a postgresql://USER:PASSWORD@HOST:PORT/DATABASE URL")
     return SqliteJobStore(where.removeprefix("sqlite://"), exclusive=exclusive)
