@@ -20,6 +20,7 @@ class RunEntry:
     tiles: TileCounts | None
     started: str | None
     mtime: float
+    user: str | None = None  # who started it (the job service's record)
 
     @property
     def label(self) -> str:
@@ -33,11 +34,13 @@ class RunEntry:
             status = "cancelled"
         else:
             status = f"{self.tiles.done} tile(s)"
-        return f"{when} · {self.model} · {self.region_name} · {status}"
+        who = f" · {self.user}" if self.user else ""
+        return f"{when} · {self.model} · {self.region_name} · {status}{who}"
 
 
-def list_runs(runs_dir: Path, *, limit: int = 200) -> list[RunEntry]:
-    """Run folders (those with a request.json) directly under ``runs_dir``, newest first."""
+def list_runs(runs_dir: Path, *, limit: int = 200, owners: dict[str, str] | None = None) -> list[RunEntry]:
+    """Run folders (those with a request.json) directly under ``runs_dir``, newest first; ``owners``
+    (folder -> user, from the job service) names who started each."""
     if not runs_dir.is_dir():
         return []
     entries = []
@@ -55,6 +58,7 @@ def list_runs(runs_dir: Path, *, limit: int = 200) -> list[RunEntry]:
         entries.append(RunEntry(
             folder=folder, model=request.model.name, region_name=request.region.name, finished=finished, tiles=tiles,
             started=started, mtime=(folder / "run.json").stat().st_mtime if finished else req.stat().st_mtime,
+            user=(owners or {}).get(str(folder.resolve())),
         ))
     entries.sort(key=lambda e: e.mtime, reverse=True)
     return entries[:limit]

@@ -208,6 +208,19 @@ class ServiceJob:
         self._finishing: threading.Thread | None = None
         self._notes: list[str] = []
 
+    @classmethod
+    def attach(cls, job_id: str, spec: JobSpec, grid: TileGrid, service: str) -> ServiceJob:
+        """Follow a job the service already has (a reloaded page after the web server restarted)."""
+        job = cls.__new__(cls)
+        job.client = ServiceClient(service)
+        job.spec, job.grid, job.id = spec, grid, job_id
+        job._t0 = time.monotonic()
+        job._cancel = False
+        job._last = None
+        job._finishing = None
+        job._notes = []
+        return job
+
     def _truecolour_state(self) -> str:
         """After the service's run: the imagery's true-colour layer, made here ("finishing" until it is)."""
         if not self.spec.truecolour:
@@ -304,6 +317,11 @@ class JobRegistry:
         with self._lock:
             self._jobs[job.id] = job
         return job
+
+    def add(self, job: Job | ServiceJob) -> None:
+        """Keep a job started elsewhere (a service job this page follows)."""
+        with self._lock:
+            self._jobs[job.id] = job
 
     def get(self, job_id: str | None) -> Job | ServiceJob | None:
         """The job with this id, or None (also for a None id)."""

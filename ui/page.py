@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -17,7 +18,7 @@ import streamlit_folium
 import geoloom.workflows as gw
 from geoloom.workflows import GeoloomError
 
-from geoloom.ui import assets, imagery, jobs, map_view, regions, rendering, timeline
+from geoloom.ui import assets, identity, imagery, jobs, map_view, regions, rendering, timeline
 from geoloom.ui.resources import (
     Settings,
     catalog_extent,
@@ -63,11 +64,43 @@ def init_state(cfg: Settings) -> None:
     ss.setdefault("show_detections", True)
     ss.setdefault("show_truecolour", True)
     ss.setdefault("show_tiles", True)
-    if ss.job_id is None:  # a page reload re-attaches to a run still going on this server
-        running = job_registry().running()
+    if ss.job_id is None:  # a page reload re-attaches to a run still going on this server, or on the service
+        running = job_registry().running() or service_jobs_of(cfg, identity.current_user())
         if running:
             ss.job_id = running[-1].id
             ss.region = running[-1].spec.request.region
+
+
+def service_jobs_of(cfg: Settings, user: str | None) -> list[Any]:
+    """The user's unfinished jobs on the job service, followed by this page from now on (none without a
+    service or a user): after the web server restarted, a reloaded page finds its run again."""
+    if not cfg.service or not user:
+        return []
+    try:
+        records = [r for r in gw.ServiceClient(cfg.service).jobs(user=user) if not r.final]
+    except GeoloomError:
+        return []
+    found = []
+    for rec in records[-1:]:
+        try:
+            request = gw.RunRequest.from_dict(rec.request)
+            plan = plan_of(rec.out, request)
+        except (GeoloomError, OSError, ValueError, KeyError):
+            log.exception("job %s cannot be followed", rec.id)
+            continue
+        spec = jobs.JobSpec(request, resolution=float(plan.resolution), truecolour=cfg.truecolour)
+        job = jobs.ServiceJob.attach(rec.id, spec, jobs.TileGrid.from_plan(plan), cfg.service)
+        job_registry().add(job)
+        found.append(job)
+    return found
+
+
+def plan_of(out: str, request: gw.RunRequest) -> Any:
+    """A job's plan: from its folder once it has started, else planned again (a search, no pixels)."""
+    stored = Path(out) / "request.json"
+    if stored.exists():
+        return gw.Plan.from_dict(json.loads(stored.read_text())["plan"])
+    return gw.plan_request(request).plan
 
 
 def set_region(region: gw.Region) -> None:
@@ -302,7 +335,8 @@ def start_run(cfg: Settings, prep: Any) -> None:
         request = prep.request.replace(out=str(out), execution=gw.Execution(runtime=cfg.runtime, cluster=cfg.scheduler,
                                                                             workers=workers))
         spec = jobs.JobSpec(request, resolution=float(prep.plan.resolution), truecolour=cfg.truecolour)
-        job = job_registry().start(spec, jobs.TileGrid.from_plan(prep.plan), service=cfg.service)
+        job = job_registry().start(spec, jobs.TileGrid.from_plan(prep.plan), service=cfg.service,
+                                   user=identity.current_user())
     except OSError as exc:
         ss.run_error = f"cannot start the run: the runs folder {cfg.runs} is not writable ({exc.strerror or exc})"
         return
@@ -329,7 +363,8 @@ def start_update(cfg: Settings, series: gw.Run) -> None:
             imagery=gw.Imagery.from_dict(request.imagery.to_dict() | {"end": None}),
             execution=gw.Execution(runtime=cfg.runtime, cluster=cfg.scheduler))
         spec = jobs.JobSpec(request, resolution=float(series.plan.resolution), truecolour=cfg.truecolour, resume=True)
-        job = job_registry().start(spec, jobs.TileGrid.from_plan(series.plan), service=cfg.service)
+        job = job_registry().start(spec, jobs.TileGrid.from_plan(series.plan), service=cfg.service,
+                                   user=identity.current_user())
     except GeoloomError as exc:
         ss.run_error = str(exc)
         return
@@ -501,6 +536,8 @@ def assets_ok(a: assets.MapAssets) -> bool:
 def main() -> None:
     """The whole page, drawn again on every rerun."""
     cfg = Settings.from_env()
+    if not identity.gate():  # GEOLOOM_LOGIN=required with an OIDC login configured
+        return
     init_state(cfg)
     take_upload()
     job = job_registry().get(ss.job_id)

@@ -152,6 +152,15 @@ def detections_of(folder: str, stamp: float) -> tuple[pd.DataFrame, dict[str, An
     return table, {"type": "FeatureCollection", "features": features}
 
 
+@st.cache_data(show_spinner=False, ttl=5)
+def job_owners(service: str) -> dict[str, str]:
+    """Who started each run folder, from the job service's records ({} when it cannot be reached)."""
+    try:
+        return {str(Path(j.out).resolve()): j.user for j in gw.ServiceClient(service).jobs()}
+    except gw.GeoloomError:
+        return {}
+
+
 @st.cache_resource(show_spinner=False, ttl=30)
 def scheduler_info(address: str) -> dict[str, Any]:
     """Workers, threads and GPUs of a Dask scheduler (or the one-line reason it is unreachable)."""

@@ -13,8 +13,9 @@ import streamlit as st
 
 import geoloom.workflows as gw
 
-from geoloom.ui import history
+from geoloom.ui import history, identity
 from geoloom.ui.resources import (
+    job_owners,
     Settings, collections_of, index_local_folder, local_gpus, model_cards, scheduler_info, ss,
 )
 
@@ -49,6 +50,7 @@ def sidebar(cfg: Settings, running: bool) -> Any:
         compute_panel(cfg, card, running)
 
         st.header("Run history")
+        identity.user_panel()
         history_panel(cfg, running)
     return card
 
@@ -205,10 +207,19 @@ def compute_panel(cfg: Settings, card: Any, running: bool) -> None:
 
 def history_panel(cfg: Settings, running: bool) -> None:
     """Previous runs to pick and open."""
-    entries = history.list_runs(cfg.runs)
+    entries = history.list_runs(cfg.runs, owners=job_owners(cfg.service) if cfg.service else None)
     if not entries:
         st.caption(f"No runs yet in `{cfg.runs}`.")
         return
+    users = sorted({e.user for e in entries if e.user})
+    if users:
+        me = identity.current_user()
+        choices = ["everyone"] + (["mine"] if me else []) + [u for u in users if u != me]
+        whose = st.selectbox("Whose runs", choices, key="history_whose",
+                             format_func=lambda c: {"everyone": "Everyone's", "mine": f"Mine ({me})"}.get(c, c))
+        wanted = me if whose == "mine" else (None if whose == "everyone" else whose)
+        if wanted is not None:
+            entries = [e for e in entries if e.user == wanted]
     labels = {str(e.folder): e.label for e in entries}
     st.selectbox("Previous runs", list(labels), key="history_pick", index=None, format_func=labels.get,
                  placeholder="Pick a run to open")
