@@ -47,6 +47,7 @@ class Scene:
     collection: str | None = None
     crs: str | None = None
     level: str | None = None  # "L1C" (top of atmosphere), "L2A" (surface reflectance) or None (not said)
+    thumbnail: str | None = field(default=None, compare=False)  # a small preview image's URL, where the item has one
 
     @property
     def bands(self) -> frozenset[str]:
@@ -64,7 +65,7 @@ class Scene:
             "id": self.id, "datetime": self.datetime, "cloud_cover": self.cloud_cover,
             "footprint": shapely.geometry.mapping(self.footprint),
             "assets": {k: dataclasses.asdict(a) for k, a in self.assets.items()},
-            "collection": self.collection, "crs": self.crs, "level": self.level,
+            "collection": self.collection, "crs": self.crs, "level": self.level, "thumbnail": self.thumbnail,
         }
 
     @classmethod
@@ -75,6 +76,7 @@ class Scene:
             footprint=shapely.geometry.shape(data["footprint"]),
             assets={k: AssetRef(**a) for k, a in data["assets"].items()},
             collection=data.get("collection"), crs=data.get("crs"), level=data.get("level"),
+            thumbnail=data.get("thumbnail"),
         )
 
 
@@ -218,7 +220,18 @@ def scene_from_item(item: pystac.Item, *, sign: str | None = None) -> Scene:
         collection=item.collection_id,
         crs=item_crs(item),
         level=processing_level(item.properties, item.collection_id, set(assets)),
+        thumbnail=thumbnail_href(item),
     )
+
+
+def thumbnail_href(item: pystac.Item) -> str | None:
+    """The URL of the item's thumbnail (an asset with the ``thumbnail`` role, a web image), if it has one."""
+    for key, asset in item.assets.items():
+        media = (asset.media_type or "").lower()
+        if "thumbnail" in (asset.roles or []) or key == "thumbnail":
+            if not media or media.startswith(("image/png", "image/jpeg", "image/webp")):
+                return asset.get_absolute_href() or asset.href
+    return None
 
 
 def item_crs(item: pystac.Item) -> str | None:

@@ -262,11 +262,14 @@ def plan_panel(cfg: Settings, card: Any) -> Any:
 def scenes_panel(prep: Any) -> None:
     """The scenes the run will use (date, cloud, level), with the choice to leave some out."""
     left_out = list(ss.get("exclude") or [])
-    rows = [{"scene": sc.id, "date": str(sc.datetime)[:16].replace("T", " "),
+    thumbs = any(sc.thumbnail for sc in prep.scenes)
+    rows = [({"preview": sc.thumbnail} if thumbs else {}) | {
+             "scene": sc.id, "date": str(sc.datetime)[:16].replace("T", " "),
              "cloud %": None if sc.cloud_cover is None else round(float(sc.cloud_cover), 1),
              "level": sc.level or "", "collection": sc.collection or ""} for sc in prep.scenes]
     with st.expander(f"Scenes ({len(rows)} used{f', {len(left_out)} left out' if left_out else ''})"):
-        st.dataframe(rows, hide_index=True, width="stretch")
+        st.dataframe(rows, hide_index=True, width="stretch", row_height=64 if thumbs else None,
+                     column_config={"preview": st.column_config.ImageColumn("preview", width="small")})
         st.multiselect("Leave out", sorted({r["scene"] for r in rows} | set(left_out)), key="exclude",
                        help="Scenes not to use (clouds the filter missed, a bad acquisition). Their footprints "
                             "are on the map.")

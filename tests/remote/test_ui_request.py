@@ -71,6 +71,9 @@ def test_the_page_picks_a_stac_api_lists_collections_and_scenes_and_runs_without
         assert "Scene footprints" in calls.groups[-1]
         scenes = at.multiselect(key="exclude").options
         assert len(scenes) >= 2
+        listed = next(d.value for d in at.dataframe if "scene" in d.value.columns)  # the scenes, with thumbnails
+        host = "/".join(srv.api_url.split("/", 3)[:3])  # http://127.0.0.1:PORT
+        assert listed["preview"].str.startswith(host).all() and set(listed["scene"]) == set(scenes)
         at.multiselect(key="exclude").set_value([scenes[0]]).run()
         at.button(key="run").click().run()
         run = open_run(_wait_for_view(at))
