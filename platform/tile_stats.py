@@ -24,7 +24,8 @@ def core_counts(tile: xr.Dataset, core: Mapping[str, np.ndarray], *, halo: int, 
     """Counts over the tile's core: ``pixels``, ``observed`` (imagery with data), ``cloud`` (cloud or
     shadow by SCL), ``clear_water`` (SCL water where the model gave a value) and ``detected``.
 
-    Without an SCL band, nothing counts as cloud and every observed pixel with a value as clear water.
+    Without an SCL band (a model that does not read it), clouds are not known (no ``cloud`` count) and
+    every observed pixel with a value counts as clear water.
     """
     any_layer = np.asarray(core[primary])
     cy, cx = any_layer.shape
@@ -39,10 +40,11 @@ def core_counts(tile: xr.Dataset, core: Mapping[str, np.ndarray], *, halo: int, 
         cloud = observed & np.isin(scl, list(SCL_CLOUD | SCL_SHADOW))
         water = observed & ~cloud & (scl == SCL_WATER) & value
     else:
-        cloud = np.zeros((cy, cx), dtype=bool)
+        cloud = None
         water = observed & value
-    counts = {"pixels": cy * cx, "observed": int(observed.sum()), "cloud": int(cloud.sum()),
-              "clear_water": int(water.sum())}
+    counts = {"pixels": cy * cx, "observed": int(observed.sum()), "clear_water": int(water.sum())}
+    if cloud is not None:
+        counts["cloud"] = int(cloud.sum())
     if detection is not None:
         counts["detected"] = int((np.asarray(core[detection]) == 1).sum())
     return counts

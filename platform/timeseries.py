@@ -23,8 +23,9 @@ def date_row(day: str, records: Iterable[TileRecord], detections: gpd.GeoDataFra
              scenes: Sequence[str]) -> dict[str, Any]:
     """One date's statistics from its tiles' pixel counts and its detections.
 
-    ``cloud_pct``: cloud and shadow over the observed pixels; ``debris_px_per_km2``: detected pixels
-    per km² of clear water (NaN where no clear water was seen)."""
+    ``cloud_pct``: cloud and shadow over the observed pixels (NaN where the model reads no SCL, so
+    clouds are not known); ``debris_px_per_km2``: detected pixels per km² of clear water (NaN where no
+    clear water was seen)."""
     totals: dict[str, int] = {}
     done = failed = 0
     for r in records:
@@ -42,7 +43,7 @@ def date_row(day: str, records: Iterable[TileRecord], detections: gpd.GeoDataFra
         "date": day,
         "scenes": len(scenes),
         "observed_km2": round(observed * km2, 4),
-        "cloud_pct": round(100.0 * totals.get("cloud", 0) / observed, 2) if observed else float("nan"),
+        "cloud_pct": round(100.0 * totals["cloud"] / observed, 2) if observed and "cloud" in totals else float("nan"),
         "clear_water_km2": round(water * km2, 4),
         "debris_pixels": debris,
         "debris_px_per_km2": round(debris / (water * km2), 4) if water else float("nan"),

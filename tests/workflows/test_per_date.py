@@ -65,6 +65,9 @@ def test_timeseries_and_detections_carry_the_dates(sample_catalog: Path, tmp_pat
     assert m["properties"]["start_datetime"].startswith("2024-01-09") and m["properties"]["end_datetime"].startswith("2024-01-14")
     assert {"result-2024-01-09", "result-2024-01-14", "timeseries", "timeseries-csv"} <= set(m["assets"])
     assert m["properties"]["geoloom:parameters"]["per_date"] is True and m["properties"]["geoloom:dates"] == run.dates
+    # a model that reads no SCL does not know the clouds: its series says so instead of 0 %
+    fdi = run_per_date(sample_catalog, tmp_path / "fdi", model="fdi")
+    assert fdi.timeseries["cloud_pct"].isna().all() and (fdi.timeseries["clear_water_km2"] > 0).all()
 
 
 class Receiver(http.server.BaseHTTPRequestHandler):
