@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,13 +19,7 @@ import pytest
 from geoloom.platform.errors import RunError
 from geoloom.workflows import submit
 from geoloom.workflows.jobs_db import JobRecord, open_job_store
-from geoloom.workflows.service_client import ServiceClient
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from test_service import Service, free_port  # the same `geoloom serve` process helper
 
 
 @pytest.fixture(scope="module")
@@ -139,38 +132,6 @@ def test_a_server_that_is_not_there_is_named_without_the_password():
         assert "127.0.0.1" in message and "s3cret" not in message and "\n" not in message, message
     with pytest.raises(RunError, match="mysql:// URLs are not supported"):
         open_job_store("mysql://geoloom:s3cret@127.0.0.1/jobs")
-
-
-class Service:
-    """A `geoloom serve` process with two workers on a job database (as in test_service.py)."""
-
-    def __init__(self, cli: list[str], db: str, log: Path, *args: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(log, "ab")
-        self.proc = subprocess.Popen([*cli, "serve", "--db", db, "--port", str(self.port), "--workers", "2", *args],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        self.client = ServiceClient(self.url)
-        deadline = time.time() + 120
-        while True:
-            assert self.proc.poll() is None, Path(log).read_text()
-            try:
-                if self.client.health()["workers"] == 2:
-                    break
-            except Exception:
-                pass
-            assert time.time() < deadline, "the service did not start"
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
 
 
 def ledger_keys(folder: Path) -> list[str]:

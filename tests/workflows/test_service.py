@@ -31,13 +31,13 @@ def free_port() -> int:
 
 
 class Service:
-    """A `geoloom serve` process with two workers on a job database."""
+    """A `geoloom serve` process with two workers on a job database (a SQLite file or a PostgreSQL URL)."""
 
-    def __init__(self, cli: list[str], db: Path, log: Path) -> None:
+    def __init__(self, cli: list[str], db: str | Path, log: Path, *args: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(log, "ab")
-        self.proc = subprocess.Popen([*cli, "serve", "--db", str(db), "--port", str(self.port), "--workers", "2"],
+        self.proc = subprocess.Popen([*cli, "serve", "--db", str(db), "--port", str(self.port), "--workers", "2", *args],
                                      stdout=self.log, stderr=subprocess.STDOUT)
         self.client = ServiceClient(self.url)
         deadline = time.time() + 120
