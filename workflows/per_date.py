@@ -147,7 +147,7 @@ def execute_per_date(
         t0 = time.perf_counter()
         held = _held_dates(out)
         todo = {d: s for d, s in days.items() if not _is_complete(out / date_folder_name(d))}
-        new_days = [d for d in todo if d not in held]
+        new_days = list(todo)  # a date is judged once, when it is first complete (a failed tile may delay it)
         if update and not todo and (out / "run.json").exists():
             log.info("%s holds every acquisition date found; nothing to do", out)
             return UpdateResult(out)
