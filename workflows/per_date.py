@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -164,13 +165,16 @@ def execute_per_date(
                 info = executor.info()
                 if on_cluster:
                     on_cluster(info)
-            for day, sub in plans.items():
+            for i, (day, sub) in enumerate(plans.items()):
                 if cancelled():
                     break
                 folder = out / date_folder_name(day)
                 folder.parent.mkdir(parents=True, exist_ok=True)
-                execute(sub, executor=executor, resume=(folder / "request.json").exists(), progress=tracker,
-                        cancelled=cancelled)
+                with warnings.catch_warnings():
+                    if i:  # the placement's warnings ("prefers a GPU") were told for the first date
+                        warnings.simplefilter("ignore", UserWarning)
+                    execute(sub, executor=executor, resume=(folder / "request.json").exists(), progress=tracker,
+                            cancelled=cancelled)
                 tracker.next_day(len(sub.plan.tiles))
         finally:
             if own and executor is not None:
