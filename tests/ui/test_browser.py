@@ -229,6 +229,21 @@ def test_draw_run_and_see_the_result(server):
     assert all("tile.openstreetmap.org" in u for u in outside), [u for u in outside if "openstreetmap" not in u][:5]
 
 
+def open_from_history(page, server: str, text: str) -> None:
+    """Load the page and open the run whose history entry contains ``text``."""
+    from playwright.sync_api import expect
+
+    page.goto(server, wait_until="domcontentloaded")
+    # the imagery preview is made in the background on first start; the page reruns when it is ready
+    expect(map_frame_locator(page).locator("img.leaflet-image-layer")).to_have_count(1, timeout=120_000)
+    history = page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").filter(has_text="Previous runs")
+    expect(history).to_be_visible(timeout=60_000)
+    history.get_by_role("combobox").click()
+    page.keyboard.type(text)  # the select filters as one types
+    page.get_by_role("option", name=re.compile(re.escape(text))).first.click()
+    page.get_by_role("button", name="Open run").click()
+
+
 def map_frame_locator(page):
     """The live map's content (the first sized map iframe)."""
     return page.locator(MAP_FRAME).first.content_frame
@@ -248,16 +263,7 @@ def test_a_per_date_run_shows_its_dates_and_chart(server, ui_catalog: Path, tmp_
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1400})
         try:
-            page.goto(server, wait_until="domcontentloaded")
-            # the imagery preview is made in the background on first start; the page reruns when it is ready
-            expect(map_frame_locator(page).locator("img.leaflet-image-layer")).to_have_count(1, timeout=120_000)
-            sidebar = page.locator("[data-testid='stSidebar']")
-            history = sidebar.locator("[data-testid='stSelectbox']").filter(has_text="Previous runs")
-            expect(history).to_be_visible(timeout=60_000)
-            history.get_by_role("combobox").click()
-            page.keyboard.type("fdi")  # the select filters as one types
-            page.get_by_role("option", name=re.compile("fdi")).first.click()
-            page.get_by_role("button", name="Open run").click()
+            open_from_history(page, server, "fdi")
 
             slider = page.locator("[data-testid='stSlider']").filter(has_text="Date")
             expect(slider).to_be_visible(timeout=60_000)
@@ -317,13 +323,7 @@ def test_zoomed_in_the_map_shows_the_cogs_own_pixels(server, ui_catalog: Path, t
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         try:
-            page.goto(server, wait_until="domcontentloaded")
-            expect(map_frame_locator(page).locator("img.leaflet-image-layer")).to_have_count(1, timeout=120_000)
-            history = page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").filter(has_text="Previous runs")
-            history.get_by_role("combobox").click()
-            page.keyboard.type("fdi")
-            page.get_by_role("option", name=re.compile("fdi")).first.click()
-            page.get_by_role("button", name="Open run").click()
+            open_from_history(page, server, "fdi")
             page.locator("[data-testid='stRadio']").filter(has_text="Layer").get_by_text("debris", exact=True).click()
             live = map_frame_locator(page)
             expect(live.locator(".geoloom-tiles")).to_have_count(1, timeout=60_000)  # the result (no true colour here)

@@ -16,6 +16,7 @@ from shapely.geometry import Polygon, box
 from geoloom.platform.errors import OutputError, RegionError
 from geoloom.workflows import RunSet, detect, open_runs
 from geoloom.workflows.by_rows import safe_label, table_rows
+from test_cli import assert_user_error  # one check of a one-line user error, exit 2
 
 FAST = {"model": "fdi", "runtime": "in-process", "progress": False}
 
@@ -33,15 +34,6 @@ def areas() -> gpd.GeoDataFrame:
 def geoloom(cli: list[str], *args: object) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     return subprocess.run([*cli, *map(str, args)], capture_output=True, text=True, timeout=300, env=env)
-
-
-def assert_user_error(proc: subprocess.CompletedProcess, *words: str) -> None:
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    for w in words:
-        assert w.lower() in lines[0].lower(), lines[0]
 
 
 def test_one_run_per_value_each_equal_to_its_own_run(areas, sample_catalog, tmp_path):
