@@ -1,8 +1,9 @@
-"""Inference throughput of the marine-debris model: Mpx/s by batch size, on CPU and on CUDA when present.
+"""Inference throughput of the marine-debris model: Mpx/s by batch size, on CPU (ONNX Runtime and torch) and on CUDA.
 
     python -m benchmarks.model_throughput [--threads N] [--repeats N] [--section NAME] [--update-card]
 
-Writes ``benchmarks/results/model_throughput.json``, one section per device; a run keeps the
+Writes ``benchmarks/results/model_throughput.json``, one section per device and backend (``cpu`` is
+the default CPU path, ONNX Runtime; ``cpu-torch`` is torch on the same CPU); a run keeps the
 sections it does not measure (CUDA from a GPU machine, another CPU named with ``--section``).
 Throughput is given over the pixels the network reads (tile core plus halo) and over the core
 pixels a run keeps, with the load average at the time (a shared machine reads slow).
@@ -26,6 +27,7 @@ import xarray as xr
 
 from benchmarks.common import cpu_name
 from geoloom.platform.bands import REFLECTANCE_BANDS
+from geoloom.platform.models.debris_net import TorchDebris
 from geoloom.platform.models.marine_debris import CARD_FILE, CHANNELS, HALO, MarineDebrisModel
 from geoloom.platform.scenes import synthesize_scene
 
@@ -50,8 +52,8 @@ def _time(fn, repeats: int) -> dict[str, float]:
     return {"best_s": min(times), "median_s": statistics.median(times)}
 
 
-def measure(device: str, batches: list[int], repeats: int) -> dict:
-    model = MarineDebrisModel(device=device)
+def measure(device: str, batches: list[int], repeats: int, backend: str | None = None) -> dict:
+    model = MarineDebrisModel(device=device, backend=backend)
     size = CORE + 2 * HALO
     tiles = [_tile(7 + i, size) for i in range(max(batches))]
     x = np.stack([np.stack([t[b].values for b in REFLECTANCE_BANDS]) for t in tiles])
@@ -70,10 +72,11 @@ def measure(device: str, batches: list[int], repeats: int) -> dict:
     per_tile = _time(lambda: model.predict(tiles[0]), repeats)
     info = {
         "device": torch.cuda.get_device_name(0) if device == "cuda" else cpu_name(),
-        "threads": torch.get_num_threads(),
+        "backend": model.network().name,
+        "threads": int(os.environ.get("OMP_NUM_THREADS") or 0) or torch.get_num_threads(),
         "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-        "precision": "float16 autocast" if device == "cuda" else "float32, channels-last",
+        "precision": "float16 autocast" if device == "cuda" else "float32",
         "torch": torch.__version__,
         "tile_read_px": size * size, "tile_core_px": CORE * CORE,
         "network": rows,
@@ -95,11 +98,12 @@ def main() -> None:
     ap.add_argument("--update-card", action="store_true", help="record a CPU section's per-tile rate in the card data")
     ap.add_argument("--card-section", default=None, help="the section --update-card reads (default: --section)")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads = args.threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # ONNX Runtime's threads, as a worker sets them
     report = json.loads(args.out.read_text()) if args.out.exists() else {}
     model = MarineDebrisModel()
-    net, _ = model.network()
+    net = TorchDebris(model.weights, "cpu").net
     report.update({"model": model.card.name,
                    "architecture": {"channels": list(CHANNELS), "parameters": sum(p.numel() for p in net.parameters()),
                                     "halo": HALO, "note": "throughput depends on the architecture, not the weights"},
@@ -110,6 +114,8 @@ def main() -> None:
     stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     devices[args.section] = {**measure("cpu", [1, 2, 4], args.repeats), "measured": stamp}
     print(json.dumps(devices[args.section], indent=2))
+    devices[f"{args.section}-torch"] = {**measure("cpu", [1, 2, 4], args.repeats, "torch"), "measured": stamp}
+    print(json.dumps(devices[f"{args.section}-torch"], indent=2))
     if torch.cuda.is_available():
         devices["cuda"] = {**measure("cuda", [1, 4, 16, 32], args.repeats), "measured": stamp}
         print(json.dumps(devices["cuda"], indent=2))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol
+
+from geoloom.platform.devices import local_gpus
 
 log = logging.getLogger(__name__)
 
@@ -94,23 +94,8 @@ class InProcessExecutor:
 
 
 def _local_gpus() -> int:
-    """CUDA GPUs on this machine, without importing torch where it is not loaded yet (a client
-    that only plans and schedules stays ~180 MB lighter): the NVIDIA driver's list, limited by
-    CUDA_VISIBLE_DEVICES."""
-    if "torch" in sys.modules:
-        try:
-            torch = sys.modules["torch"]
-            return torch.cuda.device_count() if torch.cuda.is_available() else 0
-        except Exception:
-            return 0
-    gpus = Path("/proc/driver/nvidia/gpus")
-    n = len(list(gpus.iterdir())) if gpus.is_dir() else len(list(Path("/dev").glob("nvidia[0-9]*")))
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        ids = [v.strip() for v in visible.split(",") if v.strip()]
-        ids = ids[: next((i for i, v in enumerate(ids) if v.startswith("-")), len(ids))]  # CUDA stops at -1
-        n = min(n, len(ids))
-    return n
+    """CUDA GPUs on this machine (see :func:`geoloom.platform.devices.local_gpus`)."""
+    return local_gpus()
 
 
 class DaskExecutor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,12 +56,13 @@ def load_model(spec: ModelSpec) -> Model:
 
 
 def _limit_threads() -> None:
-    """Keep torch to the worker's share of cores (Dask sets OMP_NUM_THREADS in its workers)."""
+    """Keep a torch already loaded to the worker's share of cores (Dask sets OMP_NUM_THREADS in its
+    workers; torch and ONNX Runtime loaded later read it themselves). Never imports torch: a CPU
+    worker on ONNX Runtime stays ~180 MB lighter."""
     n = os.environ.get("OMP_NUM_THREADS")
-    if n:
+    torch = sys.modules.get("torch")
+    if n and torch is not None:
         try:
-            import torch
-
             torch.set_num_threads(int(n))
         except Exception:
             pass

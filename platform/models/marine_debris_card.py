@@ -20,6 +20,8 @@ NAME = "marine-debris"
 MODELS_DIR = Path(__file__).resolve().parent
 #: The shipped weights and card data (package data, never written by geoloom).
 WEIGHTS_FILE = MODELS_DIR / "weights" / "marine-debris.pt"
+#: The same network exported for ONNX Runtime (the CPU path), beside the weights it was exported from.
+ONNX_SUFFIX = ".onnx"
 CARD_FILE = MODELS_DIR / "cards" / "marine-debris.json"
 
 
@@ -38,6 +40,8 @@ def active_files() -> tuple[Path, Path]:
         return weights, card_data
     return WEIGHTS_FILE, CARD_FILE
 
+#: Feature channels of the network at full, 1/2 and 1/4 resolution.
+CHANNELS: tuple[int, int, int] = (16, 32, 48)
 #: Two 2x poolings: inputs are padded to a multiple of 4 and the halo is one too, so every
 #: tile's pooling grid lines up with the output grid and tiles join without seams.
 DOWNSAMPLE = 4
@@ -103,7 +107,7 @@ def build_card(data: dict[str, Any], weights: Path | None = None) -> ModelCard:
 
 
 def card(threshold: float | None = None, *, device: str | None = None, weights: str | Path | None = None,
-         card_file: str | Path | None = None) -> ModelCard:
+         card_file: str | Path | None = None, backend: str | None = None) -> ModelCard:
     """The card that ``MarineDebrisModel(**params)`` would carry, checked as it checks it (weights hash,
     threshold), without importing torch."""
     if threshold is not None:
@@ -111,6 +115,9 @@ def card(threshold: float | None = None, *, device: str | None = None, weights: 
             float(threshold)
         except (TypeError, ValueError):
             raise ModelError(f"threshold {threshold!r} must be a number between 0 and 1") from None
+    from geoloom.platform.models.marine_debris import check_backend
+
+    check_backend(backend, device)
     default_weights, default_card = active_files()
     weights_path = Path(weights) if weights else default_weights
     result = build_card(read_card_data(Path(card_file) if card_file else default_card), weights_path)

@@ -38,6 +38,9 @@ def test_tiny_training_is_deterministic(tmp_path, monkeypatch):
     installed = install_marine_debris(tmp_path / "a")
     assert installed.parent == tmp_path / "data" / "models" / "marine-debris"
     assert active_files()[0] == installed and file_sha256(installed) == file_sha256(a)
+    from geoloom.platform.models.marine_debris import MarineDebrisModel
+
+    assert MarineDebrisModel().network().name == "onnxruntime-cpu"  # installing exports the CPU path too
     assert (file_sha256(WEIGHTS_FILE), CARD_FILE.read_text()) == shipped  # the shipped model stays as it was
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from geoloom.platform.models.debris_onnx import export_onnx, onnx_file
+
 __all__ = ["install_marine_debris"]
 
 
@@ -26,6 +28,7 @@ def install_marine_debris(folder: str | Path) -> Path:
         data["mpx_per_s"] = old["mpx_per_s"]
     data["weights"] = WEIGHTS_FILE.name
     _write_atomically(target / WEIGHTS_FILE.name, source.read_bytes())
+    export_onnx(target / WEIGHTS_FILE.name)  # the CPU path (ONNX Runtime) for the new weights
     _write_atomically(target / CARD_FILE.name, (json.dumps(data, indent=2) + "\n").encode())
     registry.refresh()
     return target / WEIGHTS_FILE.name
@@ -48,6 +51,8 @@ def _user_card_file() -> Path:
         target = installed_dir()
         target.mkdir(parents=True, exist_ok=True)
         _write_atomically(target / WEIGHTS_FILE.name, WEIGHTS_FILE.read_bytes())
+        if onnx_file(WEIGHTS_FILE).is_file():
+            _write_atomically(onnx_file(target / WEIGHTS_FILE.name), onnx_file(WEIGHTS_FILE).read_bytes())
         _write_atomically(target / CARD_FILE.name, CARD_FILE.read_bytes())
         card = target / CARD_FILE.name
     return card
