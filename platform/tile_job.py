@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import xarray as xr
 from affine import Affine
+from odc.geo.geobox import GeoBox
 
 from geoloom.platform.catalog import Scene
-from geoloom.platform.composite import composite_tile
+from geoloom.platform.composite import composite_tile, geobox_coords
 from geoloom.platform.ledger import TileRecord
 from geoloom.platform.models.base import Model
 from geoloom.platform.mosaic import write_tile
@@ -19,6 +21,11 @@ from geoloom.platform.plan import TileTask
 from geoloom.platform.reading import WarpGrid, gdal_env, read_band
 from geoloom.platform.tile_stats import core_counts
 from geoloom.platform.vectors import polygonize
+
+
+#: How far inside its footprint (degrees, about 200 m) a tile must lie to be decided from SCL alone:
+#: the bands' own edges (60 m pixels, resampled) then lie outside it.
+FOOTPRINT_MARGIN_DEG = 0.002
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,16 +50,53 @@ class TileJob:
         return {s.id: s for s in self.scenes}
 
 
+def classes_decide(task: TileTask, job: TileJob, scenes: list[Scene], model: Model,
+                   read_ahead: dict[tuple[str, str], np.ndarray]) -> tuple[xr.Dataset, dict[str, np.ndarray]] | None:
+    """The tile and its outputs without reading a reflectance band, where the model can tell every pixel
+    from the scene classification alone (``model.outputs_from_classes``: e.g. marine-debris on a tile of
+    land and cloud); None otherwise. Only for a tile of one scene, well inside its footprint, whose SCL
+    has data everywhere, so that its bands would have data everywhere too and the outputs equal
+    ``predict``'s. The SCL read is left in ``read_ahead`` for the composite when the model must look."""
+    decide = getattr(model, "outputs_from_classes", None)
+    if decide is None or len(scenes) != 1 or "scl" not in job.bands or "scl" not in scenes[0].assets:
+        return None
+    scene, geobox = scenes[0], task.read_geobox
+    if not scene.footprint.contains(geobox.extent.to_crs("EPSG:4326").geom.buffer(FOOTPRINT_MARGIN_DEG)):
+        return None
+    scl = read_band(scene.assets["scl"], geobox, job.grid)
+    if not (np.isfinite(scl) & (scl != 0)).all():
+        read_ahead[(scene.id, "scl")] = scl
+        return None
+    layers = decide(scl)
+    if layers is None:
+        read_ahead[(scene.id, "scl")] = scl
+        return None
+    index = np.zeros(scl.shape, dtype=np.int16)
+    tile = xr.Dataset({"scl": (("y", "x"), scl), "scene_index": (("y", "x"), index)}, coords=geobox_coords(geobox))
+    return tile, layers
+
+
 def run_tile(task: TileTask, job: TileJob, model: Model) -> TileRecord:
     """Compute one tile and write it; raises on failure (the runtime retries and records)."""
     t0 = time.perf_counter()
     by_id = job.scene_by_id
     scenes = [by_id[s] for s in task.scene_ids if s in by_id]
     geobox = task.read_geobox
+    read_ahead: dict[tuple[str, str], np.ndarray] = {}
+
+    def read(sc: Scene, b: str, gb: GeoBox) -> np.ndarray:
+        ahead = read_ahead.pop((sc.id, b), None)
+        return ahead if ahead is not None and gb == geobox else read_band(sc.assets[b], gb, job.grid)
+
     with gdal_env():
-        tile, _ = composite_tile(scenes, job.bands, geobox, lambda sc, b, gb: read_band(sc.assets[b], gb, job.grid))
+        decided = classes_decide(task, job, scenes, model, read_ahead)
+        if decided is None:
+            tile, _ = composite_tile(scenes, job.bands, geobox, read)
     t1 = time.perf_counter()
-    layers = model.predict(tile)
+    if decided is None:
+        layers = model.predict(tile)
+    else:
+        tile, layers = decided
     t2 = time.perf_counter()
     h = task.halo
     cy, cx = task.core_shape_yx

@@ -31,9 +31,13 @@ def core_counts(tile: xr.Dataset, core: Mapping[str, np.ndarray], *, halo: int, 
     cy, cx = any_layer.shape
     crop = (slice(halo, halo + cy), slice(halo, halo + cx))
     reflectance = [v for v in tile.data_vars if v not in ("scl", "scene_index")]
-    observed = np.zeros((cy, cx), dtype=bool)
-    for name in reflectance[:1]:
-        observed = np.isfinite(np.asarray(tile[name].values[crop], dtype=np.float32))
+    if reflectance:
+        observed = np.isfinite(np.asarray(tile[reflectance[0]].values[crop], dtype=np.float32))
+    elif "scl" in tile:  # a tile decided by its classes alone (no band read): observed where SCL has data
+        scl = np.asarray(tile["scl"].values[crop], dtype=np.float32)
+        observed = np.isfinite(scl) & (scl != 0)
+    else:
+        observed = np.zeros((cy, cx), dtype=bool)
     value = np.isfinite(any_layer) if any_layer.dtype.kind == "f" else np.ones((cy, cx), dtype=bool)
     if "scl" in tile:
         scl = np.nan_to_num(np.asarray(tile["scl"].values[crop], dtype=np.float32), nan=0.0).astype(np.int16)

@@ -52,6 +52,9 @@ class Run:
 
     folder: Path
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "folder", Path(self.folder).expanduser())  # Run("runs/bay") works too
+
     @cached_property
     def manifest(self) -> dict[str, Any]:
         """The run's STAC Item (``run.json``) as a dict."""

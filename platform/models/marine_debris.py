@@ -23,7 +23,7 @@ from geoloom.platform.errors import ModelError
 from geoloom.platform.models.base import nodata_mask
 from geoloom.platform.models.card import check_weights
 from geoloom.platform.models.debris_onnx import OnnxDebris, onnx_usable
-from geoloom.platform.models.clouds import CLOUD, CLOUD_NODATA, SHADOW, CloudModel
+from geoloom.platform.models.clouds import CLOUD, CLOUD_NODATA, SHADOW, CloudModel, classify_scl
 from geoloom.platform.models.marine_debris_card import (
     CARD_FILE, CHANNELS, DOWNSAMPLE, HALO, MODELS_DIR, NAME, WEIGHTS_FILE, active_files, build_card, read_card_data,
 )
@@ -153,6 +153,19 @@ class MarineDebrisModel:
         if np.isnan(x).any():
             x = np.where(np.isnan(x), net.band_mean[None, :, None, None], x)
         return net.probability(x)
+
+    def outputs_from_classes(self, scl: np.ndarray) -> dict[str, np.ndarray] | None:
+        """The tile's outputs when its scene classification alone decides every pixel (land, cloud, cloud
+        shadow: no clear water anywhere, so no band need be read), as :meth:`predict` would give them on a
+        tile whose bands all have data; None when some pixel needs the network."""
+        clouds = classify_scl(scl)
+        hidden = (clouds == CLOUD) | (clouds == SHADOW) | (clouds == CLOUD_NODATA)
+        land = np.isin(np.nan_to_num(scl, nan=0.0), LAND_SCL)
+        if (~hidden & ~land).any():
+            return None
+        prob = np.where(hidden, np.float32(np.nan), np.float32(0.0)).astype(np.float32)
+        debris = np.where(hidden, np.uint8(255), np.uint8(0)).astype(np.uint8)
+        return {"probability": prob, "debris": debris}
 
     def predict(self, tile: xr.Dataset) -> dict[str, np.ndarray]:
         """Probability and mask of a tile; NaN and nodata where clouds, shadows, land or no data are."""
