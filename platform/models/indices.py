@@ -51,6 +51,7 @@ class FDIModel:
         score="fdi",
         threshold=0.02,
         mpx_per_s=40.0,
+        l1c="dark-spectrum",  # its threshold is in surface reflectance: Level-1C takes the same correction
         metrics={},
     )
     ndvi_max = 0.25

@@ -86,6 +86,18 @@ def test_marine_debris_on_level1c_comes_close_to_its_level2a_result(sample_catal
     assert all(s.level == "L1C" and "scl" not in s.assets for s in run.plan.scenes)
 
 
+def test_fdi_on_level1c_takes_the_same_correction(sample_catalog, tmp_path):
+    """The index's threshold is in surface reflectance: Level-1C is corrected for it too."""
+    l1c = l1c_copy(sample_catalog, tmp_path / "l1c")
+    ref = detect("sample-bay", model="fdi", catalog=sample_catalog, out=tmp_path / "l2a", runtime="in-process",
+                 progress=False)
+    run = detect("sample-bay", model="fdi", catalog=l1c, out=tmp_path / "run", runtime="in-process", progress=False)
+    correction = run.manifest["properties"]["geoloom:parameters"]["l1c_correction"]
+    assert correction["method"] == "dark-spectrum"
+    a, b = (np.nan_to_num(r.dataset["fdi"].values) for r in (ref, run))
+    assert np.abs(a - b).mean() < 0.01  # uncorrected, top-of-atmosphere FDI lies far from the surface one
+
+
 def test_a_model_that_takes_level2a_only_refuses_level1c(sample_catalog, tmp_path, monkeypatch):
     from geoloom.platform.models import marine_debris_card
 
