@@ -14,7 +14,7 @@ Naming rules, applied to the file stem (case-insensitive):
 - Sentinel-2 (``S2A_``..., ``T31NBH_``..., a ``sentinel-2`` name, or zero-padded tokens,
   ``B8A`` or ``SCL``): bands keyed as in Earth Search (``B02`` -> ``blue``, ``B10`` -> ``cirrus``).
   The processing level comes from a product name in the path (``MSIL2A``), an ``L1C``/``L2A``
-  part of a name, else ESA's granule file names (``..._B02_10m`` and SCL are L2A, ``..._B02``
+  part of a name (the indexed folder's own name included), else ESA's granule file names (``..._B02_10m`` and SCL are L2A, ``..._B02``
   is L1C). The add-offset (-1000 DN from processing baseline 04.00) comes from a product name
   in the path (``_N0509_``); ESA's own JPEG 2000 files acquired after baseline 04.00 went into
   operations always carry it.
@@ -243,7 +243,7 @@ def _s2_facts(scene: FileScene, root: Path) -> _S2Facts:
     if product:
         baseline = f"{product[2]}.{product[3]}"
         return _S2Facts(f"L{product[1].upper()}", baseline, s2_offset_dn(baseline), tile)
-    level = next((m[1].upper() for n in below if (m := _S2_LEVEL_PART.search(n))), None)
+    level = next((m[1].upper() for n in [*below, root.name] if (m := _S2_LEVEL_PART.search(n))), None)
     tokens = {(f.token or "").upper() for f in scene.files}
     if level is None and (any(f.res_m for f in scene.files) or tokens & {"SCL", "AOT", "WVP"}):
         level = "L2A"

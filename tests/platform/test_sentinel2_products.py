@@ -237,6 +237,13 @@ def test_loose_jp2_band_files_with_l1c_and_l2a_names(products, tmp_path):
     assert_reads_as_reflectance(l2a, L2A)
 
 
+def test_the_indexed_folder_s_own_name_can_say_the_level(products, tmp_path):
+    """Band files named as L1C granule files, in a folder a user named for its level (``S2_L2A_...``)."""
+    copy_band_files(products["l1c"], tmp_path / "S2_L2A_bay")
+    item = next(iter(items_of(index_folder(tmp_path / "S2_L2A_bay", tmp_path / "cat")).values()))
+    assert item.properties["processing:level"] == "L2A"
+
+
 def test_several_granules_and_dates_in_one_folder_are_one_item_each(products, tmp_path):
     later = Product(sensed=dt.datetime(2023, 6, 16, 10, 25, 59, tzinfo=dt.timezone.utc), seed=2)
     other_tile = Product(tile="33UUV", ulx=ULX + 1200, seed=3)
