@@ -2,8 +2,8 @@
 
     python -m benchmarks [CASE ...] [--quick] [--no-ui]
 
-Cases, in this order: efficiency, against_naive, memory_flatness, scaling, first_result (all of
-them when none is named). Each writes ``benchmarks/results/<case>.json``; the run writes
+Cases, in this order: efficiency, against_naive, memory_flatness, scaling, first_result, real_scenes
+(all of them when none is named). Each writes ``benchmarks/results/<case>.json``; the run writes
 ``benchmarks/results/summary.json`` and prints a markdown table (case, metric, measured,
 target, met?, machine). ``--quick``: small sizes, a smoke run of a few minutes, written under
 ``benchmarks/results/quick/``. The full-tile cases need ``geoloom sample-data --size tile``;
@@ -19,7 +19,7 @@ import traceback
 from types import ModuleType
 from typing import Any
 
-from benchmarks import against_naive, efficiency, first_result, memory_flatness, scaling
+from benchmarks import against_naive, efficiency, first_result, memory_flatness, real_scenes, scaling
 from benchmarks.common import finish_report, machine_line, new_report, now, results_dir, row
 
 CASES: dict[str, ModuleType] = {
@@ -28,6 +28,7 @@ CASES: dict[str, ModuleType] = {
     "memory_flatness": memory_flatness,  # after against_naive: it reuses that case's full-tile run
     "scaling": scaling,
     "first_result": first_result,
+    "real_scenes": real_scenes,
 }
 
 

@@ -390,15 +390,61 @@ def models_install(folder) -> None:
 @click.argument("name")
 @click.option("--catalog", "catalogs", multiple=True, metavar="PATH", help="Catalog(s) with label rasters (default: the sample catalog).")
 @click.option("--threshold", type=float, default=None, help="Detection threshold (default: the card's).")
-def models_eval(name, catalogs, threshold) -> None:
-    """Pixel precision, recall, F1, IoU and object recall of a model against label rasters."""
-    from geoloom.platform.models.training import evaluate
+@click.option("--real", "real", default=None, metavar="registry|PATH",
+              help="Score on real Sentinel-2 pixels instead, with windrows implanted into clear water: 'registry' "
+                   "(three public scenes, downloaded once from PyPI with pip into the per-user data folder) or PATH "
+                   "(your own imagery: a folder of SAFE products, zips or band files, or a STAC catalog.json).")
+@click.option("--seeds", type=click.IntRange(1, 20), default=3, show_default=True,
+              help="With --real: implant seeds (one implanted copy of each scene per seed).")
+@click.option("--card-file", type=click.Path(dir_okay=False), default=None,
+              help="With --real: also write the scores into this card data file under metrics.real_scenes "
+                   "(default: print only).")
+def models_eval(name, catalogs, threshold, real, seeds, card_file) -> None:
+    """Pixel precision, recall, F1, IoU and object recall of a model against label rasters; with --real,
+    precision, recall and F1 (1 px) on implanted windrows and false alarms on real scenes (the JSON report on
+    stdout, a markdown table on stderr)."""
     from geoloom.workflows.api import detect
-    from geoloom.workflows.request import default_catalog
 
-    result = evaluate(name, list(catalogs) or [str(default_catalog())], threshold=threshold, run_detect=detect,
-                      progress=_stage_progress)
-    click.echo(json.dumps(result, indent=2, default=str))
+    if real is None:
+        if card_file is not None:
+            raise click.UsageError("--card-file records real-scene scores: give it with --real")
+        from geoloom.platform.models.training import evaluate
+        from geoloom.workflows.request import default_catalog
+
+        result = evaluate(name, list(catalogs) or [str(default_catalog())], threshold=threshold, run_detect=detect,
+                          progress=_stage_progress)
+        click.echo(json.dumps(result, indent=2, default=str))
+        return
+    if catalogs or threshold is not None:
+        raise click.UsageError("--real scores at the card's threshold on real scenes: leave out --catalog and --threshold")
+    import tempfile
+
+    from geoloom.platform.models.registry import get_card
+    from geoloom.platform.models.training.real_scenes import (
+        card_scores, evaluate_real_scene, real_scores_table, write_card_scores,
+    )
+    from geoloom.platform.models.training.real_sources import fetch_registry_scenes, real_scenes_from_catalog
+
+    from geoloom.platform.errors import ModelError
+
+    if get_card(name).detection is None:  # an unknown model fails here too, before anything is downloaded or read
+        raise ModelError(f"model {name!r} makes no detection layer, so --real cannot score it; give a detector "
+                         "(marine-debris, fdi)")
+    scenes = fetch_registry_scenes() if real == "registry" else real_scenes_from_catalog(real)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="geoloom-real-eval-") as work:
+        for i, scene in enumerate(scenes):
+            _stage_progress("real scenes", i, len(scenes))
+            results.append(evaluate_real_scene(scene, run_detect=detect, models=(name,), seeds=tuple(range(seeds)),
+                                               workdir=Path(work) / f"{i:03d}"))
+        _stage_progress("real scenes", len(scenes), len(scenes))
+    scores = card_scores(results, name)
+    report = {"model": name, "source": real, "seeds": seeds, "scores": scores, "scenes": results}
+    if card_file is not None:
+        data_line = f"geoloom models eval {name} --real {real} --seeds {seeds}"
+        report["card_file"] = str(write_card_scores(card_file, scores, data_line=data_line))
+    click.echo(json.dumps(report, indent=2, default=str))
+    click.echo(real_scores_table(results), err=True)
 
 
 @models.command("heldout")

@@ -14,9 +14,12 @@ from geoloom.platform.models.training.evaluate import evaluate, heldout_report
 from geoloom.platform.models.training.figures import comparison_figure
 from geoloom.platform.models.training.fit import train_marine_debris
 from geoloom.platform.models.training.install import install_marine_debris
+from geoloom.platform.models.training.real_scenes import RealScene, evaluate_real_scene
+from geoloom.platform.models.training.real_sources import fetch_registry_scenes, real_scenes_from_catalog
 from geoloom.platform.models.training.scores import pixel_scores, scores_table
 
 __all__ = [
-    "EVAL_SEEDS", "TRAIN_SEED0", "VAL_SEEDS", "add_turbidity", "comparison_figure", "evaluate", "heldout_report",
-    "install_marine_debris", "pixel_scores", "scores_table", "train_marine_debris",
+    "EVAL_SEEDS", "TRAIN_SEED0", "VAL_SEEDS", "RealScene", "add_turbidity", "comparison_figure", "evaluate",
+    "evaluate_real_scene", "fetch_registry_scenes", "heldout_report", "install_marine_debris", "pixel_scores",
+    "real_scenes_from_catalog", "scores_table", "train_marine_debris",
 ]
