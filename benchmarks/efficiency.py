@@ -6,10 +6,11 @@ Platform: ``detect(region, model)`` in a fresh process, as ``geoloom run`` runs 
 Dask cluster, 2 workers x 1 thread on 2 cores), timed from the call to the published run.
 Bare model: the same plan's tiles, composited into memory first (not timed), then
 ``model.predict`` on each of them - the call ``run_tile`` makes, one tile per call (the same
-batch) - in 2 processes x 1 torch thread, started together; its time is the slower process.
+batch) - in 2 processes x 1 thread, started together; its time is the slower process.
 Efficiency = bare model time / platform time (1.0: the platform costs nothing on top of the
 model); also against a cluster that is already running (``dask scheduler`` and workers started
-once, the model loaded by a first run), as a deployment serves repeated runs. The rest is
+once, the model loaded by a first run), as a deployment serves repeated runs; and as jobs of a warm
+``geoloom serve`` (submit to the job's end, the way the UI and ``geoloom submit`` run). The rest is
 broken down from the tile ledger (read, model, write worker-seconds) and from a profile of the
 same tiles in the bare processes: ``read_band`` (windowed reads upsampled in memory, the bands
 being on the run's grid), plain native windowed reads of the same source pixels (what decoding
@@ -134,9 +135,7 @@ def _read_tile(task: Any, plan: Any, card: Any, *, warp: bool) -> float:
 def bare_worker(rank: int, nproc: int, threads: int, spec: dict[str, Any], repeats: int, barrier: Any,
                 queue: Any) -> None:
     """One bare-model process: its share of the tiles into memory, then ``predict`` on them, timed."""
-    import torch
-
-    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # ONNX Runtime and torch take it as a worker does
     import warnings
 
     warnings.simplefilter("ignore")
@@ -276,6 +275,58 @@ def warm_runs(spec: dict[str, Any], repeats: int, out: Path, workers: int) -> di
             "median_detect_s": median([r["detect_s"] for r in runs]), "runs": runs}
 
 
+def service_runs(spec: dict[str, Any], repeats: int, out: Path, workers: int) -> dict[str, Any]:
+    """The same run as jobs of a warm ``geoloom serve`` (its own cluster of ``workers``): one job that
+    starts the workers and loads the model, then ``repeats`` timed from submit to the job's end (state
+    polled every 20 ms), as the UI and ``geoloom submit`` use it."""
+    import socket
+    import subprocess
+    import sys
+
+    from geoloom.workflows.service_client import ServiceClient, submit
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    exe = str(Path(sys.executable).parent / "geoloom")
+    proc = subprocess.Popen([exe, "serve", "--port", str(port), "--workers", str(workers), "--db",
+                             str(out / f"jobs-{port}.sqlite")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = ServiceClient(url)
+    kw = {k: spec[k] for k in ("region", "catalog", "crs", "tile_size", "start", "end", "model") if k in spec}
+
+    def one(name: str) -> tuple[float, Any]:
+        t0 = time.perf_counter()
+        job = submit(kw["region"], **{k: v for k, v in kw.items() if k != "region"}, out=out / name, service=url)
+        record = client.wait(job.id, poll_s=0.02, timeout_s=600)
+        elapsed = time.perf_counter() - t0
+        if record.state != "done":
+            raise RuntimeError(f"service job {job.id} ended {record.state}")
+        return elapsed, record
+
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                client.jobs()
+                break
+            except Exception:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("geoloom serve did not come up") from None
+                time.sleep(0.2)
+        first, _ = one(f"{spec['model']}-service-first")
+        times = [one(f"{spec['model']}-service-{i}")[0] for i in range(repeats)]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return {"service": f"geoloom serve --workers {workers} (its own cluster, kept warm between jobs)",
+            "first_job_s": round(first, 3), "repeat_job_s": [round(t, 3) for t in times],
+            "median_job_s": round(median(times), 3)}
+
+
 def platform_runs(spec: dict[str, Any], repeats: int, out: Path) -> list[dict[str, Any]]:
     """``repeats`` runs of ``detect`` in fresh processes."""
     runs = []
@@ -342,6 +393,7 @@ def measure(model: str, region: dict[str, Any], how: dict[str, Any], repeats: in
     bare = bare_model(spec, repeats, how["bare_processes"], how["bare_threads"])
     rest = platform_runs(spec, repeats - 1, out) if repeats > 1 else []
     warm = warm_runs(spec, repeats, out, how["workers"]) if how["runtime"] == "dask" else None
+    service = service_runs(spec, repeats, out, how["workers"]) if how["runtime"] == "dask" else None
     runs = first + rest
     for i, r in enumerate(runs):
         r["repeat"] = i
@@ -358,6 +410,8 @@ def measure(model: str, region: dict[str, Any], how: dict[str, Any], repeats: in
         "platform_over_model": ratio(platform_s, bare["median_s"]),
         "warm_cluster": warm,
         "efficiency_warm_cluster": ratio(bare["median_s"], warm["median_detect_s"]) if warm else None,
+        "service": service,
+        "efficiency_service": ratio(bare["median_s"], service["median_job_s"]) if service else None,
         "efficiency_tiles_only": ratio(bare["median_s"], mid["stages"]["worker_seconds"]["total"] / (how["workers"] or 1)),
         "breakdown": parts,
         "target": TARGET,
@@ -373,7 +427,7 @@ def run(quick: bool = False, shared: dict[str, Any] | None = None) -> dict[str, 
     report = new_report(CASE, quick, {
         "models": list(MODELS), "repeats": repeats, "setup": how,
         "platform": f"detect(..., runtime={how['runtime']!r}, workers={how['workers']}) in a fresh process",
-        "bare": f"{how['bare_processes']} process(es) x {how['bare_threads']} torch thread(s), model.predict per tile",
+        "bare": f"{how['bare_processes']} process(es) x {how['bare_threads']} thread(s), model.predict per tile",
         "region": region,
         "command": f"python -m benchmarks {CASE}" + (" --quick" if quick else ""),
     })
@@ -388,6 +442,11 @@ def run(quick: bool = False, shared: dict[str, Any] | None = None) -> dict[str, 
             r["efficiency_warm_cluster"], f">= {TARGET}", r["efficiency_warm_cluster"] is not None
             and r["efficiency_warm_cluster"] >= TARGET, "dask scheduler + workers started once")
         for m, r in report["models"].items() if r.get("efficiency_warm_cluster") is not None
+    ] + [
+        row(CASE, f"{m}: bare model / job time on a warm job service (geoloom serve; submit to done)",
+            r["efficiency_service"], ">= 0.6", r["efficiency_service"] is not None and r["efficiency_service"] >= 0.6,
+            "geoloom serve, its cluster started once")
+        for m, r in report["models"].items() if r.get("efficiency_service") is not None
     ] + [
         row(CASE, f"{m}: bare model / the tiles' own time (no start-up, no publish)", r["efficiency_tiles_only"],
             "", None, "from the tile ledger") for m, r in report["models"].items()
