@@ -104,24 +104,27 @@ def run_tile(task: TileTask, job: TileJob, model: Model) -> TileRecord:
     write_tile(job.store, task, core, tile_size=job.tile_size)
     n_det = 0
     if job.detection:
-        y0, _, x0, _ = task.core_yx
-        core_transform = Affine(*task.read_transform) * Affine.translation(h, h)
-        scene_index = tile["scene_index"].values[h : h + cy, h : h + cx]
-        gdf = polygonize(
-            core[job.detection],
-            core.get(job.score) if job.score else None,
-            core_transform,
-            task.crs,
-            tile=task.key,
-            label=job.label,
-            scene_index=scene_index,
-            scenes=tuple((s.id, s.datetime) for s in scenes),
-        )
-        n_det = len(gdf)
         part = Path(job.parts) / f"{task.key}.parquet"
-        tmp = part.with_suffix(".tmp")
-        gdf.to_parquet(tmp)
-        os.replace(tmp, part)
+        if (np.asarray(core[job.detection]) == 1).any():
+            y0, _, x0, _ = task.core_yx
+            core_transform = Affine(*task.read_transform) * Affine.translation(h, h)
+            scene_index = tile["scene_index"].values[h : h + cy, h : h + cx]
+            gdf = polygonize(
+                core[job.detection],
+                core.get(job.score) if job.score else None,
+                core_transform,
+                task.crs,
+                tile=task.key,
+                label=job.label,
+                scene_index=scene_index,
+                scenes=tuple((s.id, s.datetime) for s in scenes),
+            )
+            n_det = len(gdf)
+            tmp = part.with_suffix(".tmp")
+            gdf.to_parquet(tmp)
+            os.replace(tmp, part)
+        else:  # most tiles find nothing: no part (publishing reads a missing part as an empty one)
+            part.unlink(missing_ok=True)
     t3 = time.perf_counter()
     used = tuple(scenes[i].id for i in np.unique(tile["scene_index"].values) if i >= 0)
     counts = core_counts(tile, core, halo=h, primary=job.primary or job.outputs[0], detection=job.detection)
