@@ -15,6 +15,9 @@ from geoloom.platform.errors import BandError
 
 ReadFn = Callable[[Scene, str, GeoBox], np.ndarray]
 
+#: Tile attribute set when some scene's classes (``scl``) were derived from its bands, not read.
+CLASSES_FROM_BANDS = "geoloom:classes_from_bands"
+
 
 def composite_tile(
     scenes: list[Scene] | tuple[Scene, ...],
@@ -36,12 +39,14 @@ def composite_tile(
     used: dict[str, int] = {}
     fallback_candidates: list[int] = []
     kept: dict[tuple[int, str], np.ndarray] = {}  # bands of fallback candidates, read once per tile
+    from_bands: list[str] = []  # scenes whose classes were derived from their bands (no SCL)
 
     def band(i: int, b: str, keep: bool = False) -> np.ndarray:
         arr = kept.get((i, b))
         if arr is None:
             if b == "scl" and "scl" not in scenes[i].assets:  # classified from the bands (no SCL: Level-1C)
                 arr = derived_scl(lambda name: band(i, name, keep=True), scenes[i].bands)
+                from_bands.append(scenes[i].id)
             else:
                 arr = read(scenes[i], b, geobox)
             if keep or b == "scl":
@@ -96,6 +101,8 @@ def composite_tile(
         {b: (("y", "x"), values[b]) for b in bands} | {"scene_index": (("y", "x"), pick)},
         coords=geobox_coords(geobox),
     )
+    if from_bands:  # models may treat classes from the bands with more caution (e.g. a cloud-edge buffer)
+        ds.attrs[CLASSES_FROM_BANDS] = 1
     return ds, used
 
 

@@ -16,8 +16,10 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from scipy import ndimage
 
 from geoloom.platform.bands import REFLECTANCE_BANDS
+from geoloom.platform.composite import CLASSES_FROM_BANDS
 from geoloom.platform.devices import local_gpus
 from geoloom.platform.errors import ModelError
 from geoloom.platform.models.base import nodata_mask
@@ -36,6 +38,13 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: Where clouds come from the bands (no SCL: Level-1C), pixels within this many pixels (100 m) of a
+#: cloud are not scored: the band tests have no cloud-shadow test and miss thin cloud edges, which read
+#: bright in the NIR beside the cloud. The distance is the 10 m dilation that s2cloudless's authors
+#: suggest (about 11 px); with the 5 x 5 smoothing before it, it stays inside the halo (2 + 10 < 20),
+#: so tiles stay seamless.
+CLOUD_BUFFER_PX = 10
 
 #: Where the network runs: ONNX Runtime on a CPU, torch on CUDA (or on a CPU without ONNX Runtime).
 BACKENDS = ("onnxruntime", "torch")
@@ -91,6 +100,16 @@ def check_backend(backend: str | None, device: str | None = None) -> str | None:
     if backend == "onnxruntime" and device not in (None, "cpu"):
         raise ModelError(f"backend onnxruntime runs on the CPU here, not on {device!r}; use backend torch for a GPU")
     return backend
+
+
+def cloud_buffer(cloud: np.ndarray) -> np.ndarray:
+    """The pixels within CLOUD_BUFFER_PX of a cloud body: the mask is first smoothed over 5 x 5 pixels
+    (a pixel is cloud body where most of its neighbourhood is cloud), so that lone bright pixels the
+    band tests call cloud (a white hull, a roof) get no buffer, as s2cloudless averages before it dilates."""
+    body = ndimage.uniform_filter(cloud.astype(np.float32), size=5, mode="nearest") >= 0.5
+    if not body.any():
+        return body
+    return ndimage.binary_dilation(body, structure=np.ones((3, 3), bool), iterations=CLOUD_BUFFER_PX)
 
 
 # --------------------------------------------------------------------------- the model
@@ -175,7 +194,10 @@ class MarineDebrisModel:
             land = np.isin(np.nan_to_num(tile["scl"].values, nan=0.0), LAND_SCL)
         else:
             clouds, land = np.zeros(invalid.shape, np.uint8), np.zeros(invalid.shape, bool)
-        nodata = invalid | (clouds == CLOUD) | (clouds == SHADOW) | (clouds == CLOUD_NODATA)
+        cloud = clouds == CLOUD
+        if tile.attrs.get(CLASSES_FROM_BANDS) and cloud.any():  # no shadow test, soft edges: keep clear of them
+            cloud = cloud | cloud_buffer(cloud)
+        nodata = invalid | cloud | (clouds == SHADOW) | (clouds == CLOUD_NODATA)
         prob = np.where(land, np.float32(0.0), np.float32(np.nan)).astype(np.float32)
         window = water_window(~(nodata | land))
         if window is not None:  # the network runs only where there is clear water (and its context)

@@ -86,6 +86,48 @@ def test_marine_debris_on_level1c_comes_close_to_its_level2a_result(sample_catal
     assert all(s.level == "L1C" and "scl" not in s.assets for s in run.plan.scenes)
 
 
+def test_marine_debris_keeps_clear_of_clouds_found_in_the_bands(sample_catalog, tmp_path):
+    """Level-1C: no pixel within CLOUD_BUFFER_PX of a cloud (classes from the bands) is scored, and the
+    buffer leaves tiles seamless: 128 px tiles give the same probabilities as one 512 px tile."""
+    from geoloom.platform.composite import CLASSES_FROM_BANDS
+    from geoloom.platform.models.marine_debris import CLOUD_BUFFER_PX, MarineDebrisModel
+
+    l1c = l1c_copy(sample_catalog, tmp_path / "l1c")
+    kw = dict(model="marine-debris", catalog=l1c, runtime="in-process", progress=False, per_date=False,
+              start="2024-01-09", end="2024-01-09")
+    small = detect("sample-bay", out=tmp_path / "t128", tile_size=128, **kw)
+    whole = detect("sample-bay", out=tmp_path / "t512", tile_size=512, **kw)
+    a, b = small.dataset["probability"].values, whole.dataset["probability"].values
+    assert np.array_equal(np.isnan(a), np.isnan(b)) and np.nanmax(np.abs(a - b)) < 1e-5
+    tile = water_tile()
+    tile["scl"].values[60:70, 60:70] = 9  # a cloud, as the classes from the bands call it
+    plain = MarineDebrisModel().predict(tile)["probability"]
+    tile.attrs[CLASSES_FROM_BANDS] = 1
+    buffered = MarineDebrisModel().predict(tile)["probability"]
+    assert np.isnan(plain[60:70, 60:70]).all() and np.isfinite(plain[50:60, 50:60]).all()  # SCL read: no buffer
+    edge = slice(60 - CLOUD_BUFFER_PX + 2, 70 + CLOUD_BUFFER_PX - 2)  # corners are rounded by the smoothing
+    assert np.isnan(buffered[edge, edge]).all() and np.isnan(buffered[65, 60 - CLOUD_BUFFER_PX])
+    speckle = water_tile()
+    speckle["scl"].values[::7, ::7] = 9  # lone pixels called cloud (white hulls, roofs): no buffer
+    speckle.attrs[CLASSES_FROM_BANDS] = 1
+    assert np.isfinite(MarineDebrisModel().predict(speckle)["probability"]).mean() > 0.95
+    ring = np.ones((128, 128), bool)
+    ring[60 - CLOUD_BUFFER_PX - 1:70 + CLOUD_BUFFER_PX + 1, 60 - CLOUD_BUFFER_PX - 1:70 + CLOUD_BUFFER_PX + 1] = False
+    assert np.isfinite(buffered[ring]).all()
+
+
+def water_tile(size: int = 128):
+    """A generated water scene (seed 615: in no training set) with SCL water everywhere."""
+    import xarray as xr
+
+    from geoloom.platform.bands import REFLECTANCE_BANDS
+    from geoloom.platform.scenes import synthesize_scene
+
+    bands, _ = synthesize_scene(615, (size, size))
+    data = {b: (("y", "x"), bands[b]) for b in REFLECTANCE_BANDS}
+    return xr.Dataset({**data, "scl": (("y", "x"), np.full((size, size), 6.0, np.float32))})
+
+
 def test_fdi_on_level1c_takes_the_same_correction(sample_catalog, tmp_path):
     """The index's threshold is in surface reflectance: Level-1C is corrected for it too."""
     l1c = l1c_copy(sample_catalog, tmp_path / "l1c")
@@ -114,7 +156,12 @@ def test_a_model_that_takes_level2a_only_refuses_level1c(sample_catalog, tmp_pat
 
 
 @pytest.mark.parametrize("zipped", [False, True], ids=["safe", "zip"])
-def test_a_level1c_safe_product_runs_with_the_default_model(tmp_path, zipped):
+def test_a_level1c_safe_product_runs_with_the_default_model(tmp_path, zipped, monkeypatch):
+    from geoloom.platform.models import marine_debris
+
+    # the fixture's pixels are independent random numbers, 59 % of them "cloud" by the band tests: no
+    # pixel lies 100 m from one, so the cloud-edge buffer (tested above) is left out here
+    monkeypatch.setattr(marine_debris, "cloud_buffer", lambda cloud: np.zeros_like(cloud))
     product = Product(level="L1C", baseline="05.09")
     safe = write_safe(tmp_path / "download", product)
     source = zip_safe(safe, tmp_path / "zips") if zipped else safe.parent
