@@ -60,6 +60,7 @@ def __getattr__(name: str) -> Any:
         return getattr(debris_net, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 #: SCL codes of land (vegetation, bare soil and built-up): never debris.
 LAND_SCL: tuple[int, ...] = tuple(sorted(SCL_LAND))
 
