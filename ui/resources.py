@@ -178,13 +178,10 @@ def scheduler_info(address: str) -> dict[str, Any]:
 
 @st.cache_resource(show_spinner=False)
 def local_gpus() -> int:
-    """CUDA GPUs on this machine (0 without torch)."""
-    try:
-        import torch
+    """CUDA GPUs on this machine, asked without importing torch into the web server."""
+    from geoloom.platform.devices import local_gpus as count
 
-        return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
-    except Exception:
-        return 0
+    return count()
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
