@@ -179,7 +179,7 @@ def scheduler_info(address: str) -> dict[str, Any]:
 @st.cache_resource(show_spinner=False)
 def local_gpus() -> int:
     """CUDA GPUs on this machine, asked without importing torch into the web server."""
-    from geoloom.platform.devices import local_gpus as count
+    from geoloom.workflows import local_gpus as count
 
     return count()
 

@@ -25,6 +25,7 @@ from geoloom.platform.errors import (
 from geoloom.platform.models.card import ModelCard
 from geoloom.platform.models.registry import card_text, get_card, list_cards, model_names
 from geoloom.platform.catalog_index import index_folder
+from geoloom.platform.devices import local_gpus
 from geoloom.platform.plan import Plan
 from geoloom.platform.region import DEFAULT_MAX_AREA_KM2, Region, as_region, list_places, list_presets, region_hints
 from geoloom.platform.stac_api import list_collections
@@ -47,6 +48,6 @@ __all__ = [
     "Progress",
     "DEFAULT_MODEL", "Execution", "Grid", "Imagery", "Prepared", "Run", "RunRequest", "TileCounts", "build_request",
     "detect", "map_tiles", "open_run", "plan_request", "plan_run", "request_from_folder", "run_request", "default_catalog",
-    "data_dir", "web_assets_dir", "index_folder", "list_collections", "ServiceClient", "styles", "xyz_tiles",
+    "data_dir", "web_assets_dir", "index_folder", "local_gpus", "list_collections", "ServiceClient", "styles", "xyz_tiles",
     "Job", "submit", "Monitoring", "update", "AlertRules", "RunSet", "open_runs",
 ]
