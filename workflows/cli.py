@@ -352,11 +352,13 @@ def models(ctx) -> None:
 
 @models.command("show")
 @click.argument("name")
-def models_show(name) -> None:
+@click.option("--json", "as_json", is_flag=True, help="The whole card as JSON (every score and training detail).")
+def models_show(name, as_json) -> None:
     """Print a model's card."""
     from geoloom.platform.models.registry import card_text, get_card
 
-    click.echo(card_text(get_card(name)))
+    card = get_card(name)
+    click.echo(json.dumps(card.to_dict(), indent=2, default=str) if as_json else card_text(card))
 
 
 def _stage_progress(stage: str, done: int, total: int) -> None:

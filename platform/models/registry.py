@@ -145,8 +145,41 @@ def card_text(card: ModelCard) -> str:
     lines.append(f"device:       GPU {card.gpu}")
     if card.weights:
         lines.append(f"weights:      {card.weights} (sha256 {card.sha256})")
-    if card.metrics:
-        lines.append("scores:       " + json.dumps(card.metrics, sort_keys=True))
+    lines += _score_lines(card.metrics)
     if card.training:
-        lines.append("training:     " + json.dumps(card.training, sort_keys=True))
+        t = card.training
+        said = [str(t[k]) for k in ("data", "method") if t.get(k)]
+        lines.append("training:     " + ("; ".join(said) if said else json.dumps(t, sort_keys=True)))
+    if card.metrics or card.training:
+        lines.append(f"(every number: geoloom models show {card.name} --json)")
     return "\n".join(lines)
+
+
+def _f(value: Any) -> str:
+    return "-" if value is None else f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _score_lines(metrics: dict[str, Any]) -> list[str]:
+    """The card's scores in a few lines: held-out and real-scene scores by model and scene, the rest as JSON."""
+    lines: list[str] = []
+    rest = dict(metrics)
+    for section in ("held_out", "validation"):
+        scores = rest.pop(section, None) if isinstance(rest.get(section), dict) else None
+        for name, m in (scores or {}).items():
+            if isinstance(m, dict) and "f1" in m:
+                recall = f", object recall {_f(m['object_recall'])}" if "object_recall" in m else ""
+                lines.append(f"{section.replace('_', ' ') + ':':13} {name}: precision {_f(m.get('precision'))}, "
+                             f"recall {_f(m.get('recall'))}, F1 {_f(m.get('f1'))}{recall}")
+    real = rest.pop("real_scenes", None)
+    if isinstance(real, dict):
+        for scene, m in (real.get("scenes") or {}).items():
+            if m.get("f1_1px") is None:
+                lines.append(f"real scene:   {scene} ({m.get('level')}), no debris: detected px/km² of scene "
+                             f"{_f(m.get('detected_px_per_km2_scene'))}")
+                continue
+            lines.append(f"real scene:   {scene} ({m.get('level')}): precision {_f(m.get('precision'))}, recall "
+                         f"{_f(m.get('recall'))}, F1 (1 px) {_f(m.get('f1_1px'))}, false px/km² open water "
+                         f"{_f(m.get('false_px_per_km2_open_water'))}")
+    if rest:
+        lines.append("scores:       " + json.dumps(rest, sort_keys=True))
+    return lines

@@ -131,6 +131,10 @@ def test_models_and_regions_listings(geoloom_cli):
     assert proc.returncode == 0 and "fdi" in proc.stdout and "water" in proc.stdout
     show = geoloom(geoloom_cli, "models", "show", "fdi")
     assert show.returncode == 0 and "Biermann" in show.stdout and "red" in show.stdout
+    card = geoloom(geoloom_cli, "models", "show", "marine-debris")
+    assert "held out:     marine-debris: precision" in card.stdout and "real scene:   s2cloudless-betsiboka (L1C)" in card.stdout
+    full = json.loads(geoloom(geoloom_cli, "models", "show", "marine-debris", "--json").stdout)
+    assert full["metrics"]["real_scenes"]["scenes"]["s2cloudless-betsiboka"]["f1_1px"] > 0
     bad = geoloom(geoloom_cli, "models", "show", "fdj")
     assert_user_error(bad, "did you mean fdi")
     regions = geoloom(geoloom_cli, "regions")
