@@ -21,7 +21,7 @@ from geoloom.platform.models.training.data import EVAL_SEEDS, ProgressFn, _tick
 from geoloom.platform.models.training.install import _user_card_file
 from geoloom.platform.models.training.scores import _count, _summary
 
-__all__ = ["PipelineRun", "RunDetect", "evaluate", "heldout_report", "region_mask", "run_date", "run_geobox"]
+__all__ = ["PipelineRun", "RunDetect", "evaluate", "heldout_report", "region_mask", "run_date", "run_geobox", "run_or_resume"]
 
 
 class PipelineRun(Protocol):
@@ -138,7 +138,7 @@ def evaluate(
         for k, (cat, day, items) in enumerate(jobs):
             region = shapely.ops.unary_union([shapely.geometry.shape(i.geometry) for i in items])
             out = work / f"{k:02d}-{card.name}-{day}"
-            run = _run_or_resume(run_detect, out, region, model=model_name, catalog=cat, start=day, end=day,
+            run = run_or_resume(run_detect, out, region, model=model_name, catalog=cat, start=day, end=day,
                                  threshold=threshold, runtime=runtime, workers=workers, retries=0, per_date=False)
             if not run.ok:
                 reason = run.failed_tiles[0]["error"] if run.failed_tiles else "tiles missing"
@@ -162,7 +162,7 @@ def evaluate(
     return result
 
 
-def _run_or_resume(detect: RunDetect, out: Path, region: Any, **kwargs: Any) -> PipelineRun:
+def run_or_resume(detect: RunDetect, out: Path, region: Any, **kwargs: Any) -> PipelineRun:
     """``detect`` into ``out``, finishing the same run if one is there (an interrupted
     evaluation costs only its missing tiles), replacing any other run."""
     from geoloom.platform.errors import OutputError

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from geoloom.platform.bands import REFLECTANCE_BANDS
-from geoloom.platform.models.training.evaluate import RunDetect, _run_or_resume, region_mask, run_geobox
+from geoloom.platform.models.training.evaluate import RunDetect, run_or_resume, region_mask, run_geobox
 from geoloom.platform.spectra import ENDMEMBERS
 
 __all__ = [
@@ -352,7 +352,7 @@ def _run_scene(run_detect: RunDetect, scene: RealScene, model: str, work: Path, 
         shutil.rmtree(files, ignore_errors=True)
         write_scene_folder(scene, files)
         catalog = index_folder(files, catalog.parent)
-    run = _run_or_resume(run_detect, work / "runs" / f"{scene.name}-{model}", scene_region(scene), model=model,
+    run = run_or_resume(run_detect, work / "runs" / f"{scene.name}-{model}", scene_region(scene), model=model,
                          catalog=catalog, runtime=runtime, retries=0, per_date=False, progress=False)
     if not run.ok:
         reason = run.failed_tiles[0]["error"] if run.failed_tiles else "tiles missing"
