@@ -29,6 +29,7 @@ from geoloom.platform.models.clouds import CLOUD, CLOUD_NODATA, SHADOW, CloudMod
 from geoloom.platform.models.marine_debris_card import (
     CARD_FILE, CHANNELS, DOWNSAMPLE, HALO, MODELS_DIR, NAME, WEIGHTS_FILE, active_files, build_card, read_card_data,
 )
+from geoloom.platform.models.nir_support import nir_supported
 from geoloom.platform.sensors import SCL_LAND
 
 __all__ = [
@@ -206,6 +207,9 @@ class MarineDebrisModel:
             x = np.stack([tile[b].values[y0:y1, x0:x1] for b in REFLECTANCE_BANDS])[None]
             prob[y0:y1, x0:x1] = np.where(land[y0:y1, x0:x1], np.float32(0.0), self.probability(x)[0])
         prob[nodata] = np.nan
-        debris = (prob >= self.threshold).astype(np.uint8)
+        found = prob >= self.threshold
+        if found.any():  # both NIR bands must see it (see nir_support)
+            found = nir_supported(tile["nir"].values, tile["nir08"].values, found)
+        debris = found.astype(np.uint8)
         debris[nodata] = 255
         return {"probability": prob, "debris": debris}

@@ -74,7 +74,8 @@ def build_card(data: dict[str, Any], weights: Path | None = None) -> ModelCard:
             "so it learned to tell debris from sea foam, ship wakes, ships, Sargassum seaweed and muddy "
             "river plumes, which fool the simple Floating Debris Index. Clouds, cloud shadows and land "
             "(from the scene classification, or classified from the bands where the imagery has none) are "
-            "masked first. It takes surface reflectance (Level-2A) and top-of-atmosphere imagery (Level-1C, "
+            "masked first. A pixel counts as debris only where both near-infrared bands see it, so a speck in "
+            "one band alone (noise, a moving boat, an artefact) is left out. It takes surface reflectance (Level-2A) and top-of-atmosphere imagery (Level-1C, "
             "brought near surface reflectance by a dark-spectrum correction). It was trained on generated "
             "scenes, so treat its detections on real imagery as leads to check, not proof."
         ),
@@ -85,7 +86,8 @@ def build_card(data: dict[str, Any], weights: Path | None = None) -> ModelCard:
         outputs=(
             OutputSpec("probability", "probability", "float32", None,
                        "Debris probability 0..1 (NaN: no data, cloud or cloud shadow)"),
-            OutputSpec("debris", "mask", "uint8", 255, "1 where the probability reaches the threshold",
+            OutputSpec("debris", "mask", "uint8", 255, "1 where the probability reaches the threshold and both "
+                       "near-infrared bands (B08 and B8A) see the object",
                        {0: "no debris", 1: "debris"}),
         ),
         primary="probability",

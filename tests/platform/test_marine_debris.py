@@ -26,6 +26,7 @@ from geoloom.platform.models.indices import FDIModel
 from geoloom.platform.models.marine_debris import (
     DOWNSAMPLE, HALO, WEIGHTS_FILE, DebrisNet, MarineDebrisModel, receptive_field_radius, water_window,
 )
+from geoloom.platform.models.nir_support import nir_supported
 from geoloom.platform.models.training import pixel_scores
 from geoloom.platform.scenes import synthesize_scene
 
@@ -149,7 +150,10 @@ def test_predict_shapes_dtypes_and_nodata(model):
     assert ok.sum() == 150 * 150 - 200
     assert (prob[ok] >= 0).all() and (prob[ok] <= 1).all()
     assert set(np.unique(debris[ok])) <= {0, 1}
-    assert ((prob[ok] >= model.threshold) == (debris[ok] == 1)).all()
+    found = np.isfinite(prob) & (prob >= model.threshold)
+    assert found.any()
+    expected = nir_supported(tile["nir"].values, tile["nir08"].values, found)  # both NIR bands must see it
+    assert np.array_equal(debris[ok] == 1, expected[ok])
 
 
 def test_clouds_and_land_are_never_debris(model):
