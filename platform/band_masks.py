@@ -9,8 +9,11 @@ Works on top-of-atmosphere and surface reflectance alike. The tests are simple s
 * water: modified NDWI (green vs SWIR-1) above 0; debris, Sargassum, foam and ships on water stay water;
 * vegetation: NDVI above 0.3; every other land pixel is bare (SCL 5).
 
-Limits: no cloud-shadow test (shadows stay in the composite and in the model's input), thin cloud
-over water that stays dark in SWIR-1 passes as water, and white ship hulls and bright urban surfaces
+Cloud shadows need the whole scene (they fall far from their clouds): :mod:`geoloom.platform.cloud_shadow`
+finds them once per scene and the run hands them to every tile as a band (``cloud_shadow``), which
+turns the pixels it marks into cloud shadow (SCL 3) here.
+
+Limits: thin cloud over water that stays dark in SWIR-1 passes as water, and white ship hulls and bright urban surfaces
 may be called cloud (neither is debris). On the generated scenes it finds 99.9 % of the water and
 land and 74-80 % of the cloud pixels (the rest thin cloud edges), with 99.5 % of its cloud right. Each pixel depends on its own bands only,
 so a tiled run gives the same mask as a whole-scene one.
@@ -24,15 +27,17 @@ import numpy as np
 
 from geoloom.platform.sensors import SCL_CLASSES
 
-__all__ = ["MASK_BANDS", "can_derive_scl", "derivable_bands", "scl_from_bands"]
+__all__ = ["MASK_BANDS", "SHADOW_BAND", "can_derive_scl", "derivable_bands", "scl_from_bands"]
 
 #: Bands the classification needs (the cirrus band is used where a scene has it).
 MASK_BANDS: tuple[str, ...] = ("blue", "green", "red", "nir", "swir16")
 CIRRUS_BAND = "cirrus"
+#: The per-scene cloud-shadow mask (1 = shadow), where the run found one.
+SHADOW_BAND = "cloud_shadow"
 
 #: SCL codes the classification gives (ESA's meanings).
-VEGETATION, BARE, WATER, CLOUD, CIRRUS = 4, 5, 6, 9, 10
-assert {VEGETATION, BARE, WATER, CLOUD, CIRRUS} <= set(SCL_CLASSES)
+SHADOW, VEGETATION, BARE, WATER, CLOUD, CIRRUS = 3, 4, 5, 6, 9, 10
+assert {SHADOW, VEGETATION, BARE, WATER, CLOUD, CIRRUS} <= set(SCL_CLASSES)
 
 CLOUD_BLUE_MIN = 0.08
 CLOUD_SWIR_MIN = 0.04
@@ -71,6 +76,11 @@ def derivable_bands(available: frozenset[str] | set[str]) -> frozenset[str]:
 
 
 def derived_scl(read: Callable[[str], np.ndarray], available: frozenset[str] | set[str]) -> np.ndarray:
-    """The classification of a scene's window, reading its bands through ``read(band)``."""
+    """The classification of a scene's window, reading its bands through ``read(band)``; cloud shadow
+    where the scene has a shadow mask (``SHADOW_BAND``) that marks a pixel of clear land or water."""
     names = MASK_BANDS + ((CIRRUS_BAND,) if CIRRUS_BAND in available else ())
-    return scl_from_bands({b: read(b) for b in names})
+    out = scl_from_bands({b: read(b) for b in names})
+    if SHADOW_BAND in available:
+        shadow = np.nan_to_num(read(SHADOW_BAND), nan=0.0) >= 0.5  # read bilinearly: the mask's smooth edge
+        out[shadow & np.isin(out, (VEGETATION, BARE, WATER))] = SHADOW
+    return out

@@ -19,6 +19,7 @@ from geoloom.platform.atmosphere import corrected_scenes, level_corrections
 from geoloom.platform.band_masks import derivable_bands
 from geoloom.platform.bands import require_bands
 from geoloom.platform.catalog import Scene, SceneList, search_scenes
+from geoloom.platform.cloud_shadow import scene_shadows, shadowed_scenes
 from geoloom.platform.errors import ModelError, NoImageryError, OutputError, RunError
 from geoloom.platform.region import Region
 from geoloom.platform.ledger import Ledger
@@ -252,15 +253,19 @@ def _execute_locked(prepared: Prepared, out: Path, run_id: str, *, executor: Exe
         ledger = Ledger(out / "ledger.jsonl")
         if not resume or not (store / "zarr.json").exists():
             corrections = level_corrections(plan.scenes, card.bands, card.l1c)
+            # cloud shadows of scenes that classify themselves from their bands, on the corrected bands
+            shadows = scene_shadows(corrected_scenes(plan.scenes, corrections), out / "masks") if "scl" in card.bands else {}
             request = {"run_id": run_id, "request": req.to_folder_dict(), "card": card.to_dict(), "plan": plan.to_dict(),
-                       "corrections": corrections}
+                       "corrections": corrections, "shadows": shadows}
             (out / "request.json").write_text(json.dumps(request, indent=2, default=str))
             create_store(store, plan, card.outputs, attrs={"run_id": run_id, "model": card.name, "primary": card.primary})
-        else:  # a resume applies the corrections the run started with
-            corrections = json.loads((out / "request.json").read_text()).get("corrections") or {}
+        else:  # a resume applies the corrections and shadows the run started with
+            started_with = json.loads((out / "request.json").read_text())
+            corrections, shadows = started_with.get("corrections") or {}, started_with.get("shadows") or {}
         parts.mkdir(exist_ok=True)
+        scenes = shadowed_scenes(corrected_scenes(plan.scenes, corrections), shadows)
         job = TileJob(
-            store=str(store), parts=str(parts), scenes=corrected_scenes(plan.scenes, corrections), bands=card.bands,
+            store=str(store), parts=str(parts), scenes=scenes, bands=card.bands,
             tile_size=plan.tile_size,
             outputs=tuple(o.name for o in card.outputs), grid=plan.warp_grid, detection=card.detection, score=card.score, label=card.name,
             primary=card.primary,
@@ -321,9 +326,13 @@ def publish(prepared: Prepared, out: Path, *, run_id: str, started: dt.datetime,
         "tile_seconds": {k: round(v, 3) for k, v in stage.items()},
         "cluster": asdict(cluster),
     }
-    corrections = json.loads((out / "request.json").read_text()).get("corrections") or {}
+    started_with = json.loads((out / "request.json").read_text())
+    corrections, shadows = started_with.get("corrections") or {}, started_with.get("shadows") or {}
     parameters = req.parameters() | ({"l1c_correction": {"method": card.l1c, "path_reflectance": corrections}}
                                      if corrections else {})
+    if shadows:  # what the shadow search found per scene (the masks stay in masks/)
+        parameters["cloud_shadow"] = {sid: {k: v for k, v in found.items() if k != "href"}
+                                      for sid, found in shadows.items()}
     item = build_manifest(
         run_id=run_id, plan=plan, model_card=card.to_dict(), parameters=parameters, assets=assets,
         tiles=counts, timings=timings, version=code_version(),

@@ -41,8 +41,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Where clouds come from the bands (no SCL: Level-1C), pixels within this many pixels (100 m) of a
-#: cloud are not scored: the band tests have no cloud-shadow test and miss thin cloud edges, which read
-#: bright in the NIR beside the cloud. The distance is the 10 m dilation that s2cloudless's authors
+#: cloud are not scored: the band tests miss thin cloud edges, which read bright in the NIR beside the
+#: cloud, and the scene-wide shadow search (``cloud_shadow``) does not resolve a shadow's frayed rim. The distance is the 10 m dilation that s2cloudless's authors
 #: suggest (about 11 px); with the 5 x 5 smoothing before it, it stays inside the halo (2 + 10 < 20),
 #: so tiles stay seamless.
 CLOUD_BUFFER_PX = 10
@@ -197,7 +197,7 @@ class MarineDebrisModel:
         else:
             clouds, land = np.zeros(invalid.shape, np.uint8), np.zeros(invalid.shape, bool)
         cloud = clouds == CLOUD
-        if tile.attrs.get(CLASSES_FROM_BANDS) and cloud.any():  # no shadow test, soft edges: keep clear of them
+        if tile.attrs.get(CLASSES_FROM_BANDS) and cloud.any():  # soft edges the band tests miss: keep clear
             cloud = cloud | cloud_buffer(cloud)
         nodata = invalid | cloud | (clouds == SHADOW) | (clouds == CLOUD_NODATA)
         prob = np.where(land, np.float32(0.0), np.float32(np.nan)).astype(np.float32)
