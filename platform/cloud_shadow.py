@@ -203,25 +203,27 @@ def scene_shadow(scene: Scene, folder: Path, *, side: int = OVERVIEW_SIDE) -> di
     return {"href": str(path), **info}
 
 
-def scene_shadows(scenes: Any, folder: Path) -> dict[str, dict[str, Any]]:
-    """:func:`scene_shadow` of every scene that classifies itself from its bands, by scene id."""
+def scene_shadows(scenes: Any, root: Path, folder: str = "masks") -> dict[str, dict[str, Any]]:
+    """:func:`scene_shadow` of every scene that classifies itself from its bands, by scene id; the masks
+    go to ``root / folder`` and their ``href`` is relative to ``root`` (a run folder that moves keeps them)."""
     out: dict[str, dict[str, Any]] = {}
     for scene in scenes:
-        found = scene_shadow(scene, folder)
+        found = scene_shadow(scene, root / folder)
         if found is not None:
-            out[scene.id] = found
+            out[scene.id] = found | {"href": Path(found["href"]).relative_to(root).as_posix()}
     return out
 
 
-def shadowed_scenes(scenes: Any, shadows: dict[str, dict[str, Any]]) -> tuple[Scene, ...]:
-    """The scenes with their shadow masks as a band (``SHADOW_BAND``), scenes without one as they are."""
+def shadowed_scenes(scenes: Any, shadows: dict[str, dict[str, Any]], root: Path) -> tuple[Scene, ...]:
+    """The scenes with their shadow masks (``href`` relative to ``root``) as a band (``SHADOW_BAND``),
+    scenes without one as they are."""
     import dataclasses
 
     out = []
     for s in scenes:
         found = shadows.get(s.id)
         if found and found.get("href"):
-            mask = AssetRef(href=found["href"], band=SHADOW_BAND, nodata=None)
+            mask = AssetRef(href=str(root / found["href"]), band=SHADOW_BAND, nodata=None)
             s = dataclasses.replace(s, assets={**s.assets, SHADOW_BAND: mask})
         out.append(s)
     return tuple(out)

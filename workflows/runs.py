@@ -254,7 +254,7 @@ def _execute_locked(prepared: Prepared, out: Path, run_id: str, *, executor: Exe
         if not resume or not (store / "zarr.json").exists():
             corrections = level_corrections(plan.scenes, card.bands, card.l1c)
             # cloud shadows of scenes that classify themselves from their bands, on the corrected bands
-            shadows = scene_shadows(corrected_scenes(plan.scenes, corrections), out / "masks") if "scl" in card.bands else {}
+            shadows = scene_shadows(corrected_scenes(plan.scenes, corrections), out) if "scl" in card.bands else {}
             request = {"run_id": run_id, "request": req.to_folder_dict(), "card": card.to_dict(), "plan": plan.to_dict(),
                        "corrections": corrections, "shadows": shadows}
             (out / "request.json").write_text(json.dumps(request, indent=2, default=str))
@@ -263,7 +263,7 @@ def _execute_locked(prepared: Prepared, out: Path, run_id: str, *, executor: Exe
             started_with = json.loads((out / "request.json").read_text())
             corrections, shadows = started_with.get("corrections") or {}, started_with.get("shadows") or {}
         parts.mkdir(exist_ok=True)
-        scenes = shadowed_scenes(corrected_scenes(plan.scenes, corrections), shadows)
+        scenes = shadowed_scenes(corrected_scenes(plan.scenes, corrections), shadows, out.resolve())
         job = TileJob(
             store=str(store), parts=str(parts), scenes=scenes, bands=card.bands,
             tile_size=plan.tile_size,
