@@ -56,7 +56,7 @@ def classes_decide(task: TileTask, job: TileJob, scenes: list[Scene], model: Mod
     from the scene classification alone (``model.outputs_from_classes``: e.g. marine-debris on a tile of
     land and cloud); None otherwise. Only for a tile of one scene, well inside its footprint, whose SCL
     has data everywhere, so that its bands would have data everywhere too and the outputs equal
-    ``predict``'s. The SCL read is left in ``read_ahead`` for the composite when the model must look."""
+    ``predict``'s. What was read is left in ``read_ahead`` for the composite when the model must look."""
     decide = getattr(model, "outputs_from_classes", None)
     if decide is None or len(scenes) != 1 or "scl" not in job.bands or "scl" not in scenes[0].assets:
         return None
@@ -64,13 +64,19 @@ def classes_decide(task: TileTask, job: TileJob, scenes: list[Scene], model: Mod
     if not scene.footprint.contains(geobox.extent.to_crs("EPSG:4326").geom.buffer(FOOTPRINT_MARGIN_DEG)):
         return None
     scl = read_band(scene.assets["scl"], geobox, job.grid)
+    read_ahead[(scene.id, "scl")] = scl  # for the composite, should the model need to look
     if not (np.isfinite(scl) & (scl != 0)).all():
-        read_ahead[(scene.id, "scl")] = scl
         return None
-    layers = decide(scl)
+
+    def read_more(band: str) -> np.ndarray:  # a band the model asks for (kept for the composite too)
+        arr = read_band(scene.assets[band], geobox, job.grid)
+        read_ahead[(scene.id, band)] = arr
+        return arr
+
+    layers = decide(scl, read_more)
     if layers is None:
-        read_ahead[(scene.id, "scl")] = scl
         return None
+    read_ahead.clear()
     index = np.zeros(scl.shape, dtype=np.int16)
     tile = xr.Dataset({"scl": (("y", "x"), scl), "scene_index": (("y", "x"), index)}, coords=geobox_coords(geobox))
     return tile, layers

@@ -372,11 +372,14 @@ def _stage_progress(stage: str, done: int, total: int) -> None:
 @click.option("--epochs", type=click.IntRange(1, 200), default=6, show_default=True)
 @click.option("--install", is_flag=True,
               help="Also make it your marine-debris (kept in the per-user models folder; the shipped model stays).")
-def models_train(name, out, seed, epochs, install) -> None:
+@click.option("--jpeg2000", is_flag=True,
+              help="Also code half the patches as lossy JPEG 2000 (the shipped model is trained without it).")
+def models_train(name, out, seed, epochs, install, jpeg2000) -> None:
     """Train a model on generated scenes (deterministic for a seed)."""
     from geoloom.platform.models.training import train_marine_debris
 
-    click.echo(str(train_marine_debris(out, seed=seed, epochs=epochs, progress=_stage_progress, install=install)))
+    click.echo(str(train_marine_debris(out, seed=seed, epochs=epochs, progress=_stage_progress, install=install,
+                                       jpeg2000=jpeg2000)))
 
 
 @models.command("install")

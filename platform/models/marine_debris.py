@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import xarray as xr
@@ -64,6 +64,24 @@ def __getattr__(name: str) -> Any:
 
 #: SCL codes of land (vegetation, bare soil and built-up): never debris.
 LAND_SCL: tuple[int, ...] = tuple(sorted(SCL_LAND))
+#: SCL's thin cirrus (10) says nothing of the surface beneath. Where its green vs SWIR-1 index (MNDWI)
+#: is below this, that surface is land: on the generated full tile, cirrus over land reads -0.47 to
+#: -0.22 and over water and debris +0.11 and above; MARIDA's debris spectrum reads +0.48, soil -0.40,
+#: roofs -0.28. So such pixels are land (probability 0) and the network need not look at them.
+CIRRUS_SCL = 10
+CIRRUS_LAND_MNDWI = -0.1
+#: The bands that tell land under thin cirrus.
+CIRRUS_LAND_BANDS = ("green", "swir16")
+
+
+def cirrus_land(scl: np.ndarray, green: np.ndarray, swir16: np.ndarray) -> np.ndarray:
+    """Pixels of thin cirrus (SCL 10) over land, told by their green vs SWIR-1 index."""
+    cirrus = np.nan_to_num(scl, nan=0.0) == CIRRUS_SCL
+    if not cirrus.any():
+        return cirrus
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mndwi = (green - swir16) / (green + swir16)
+    return cirrus & (mndwi < CIRRUS_LAND_MNDWI)
 
 
 #: Window sides are whole multiples of this (or the tile's side): the network then meets a handful
@@ -175,13 +193,20 @@ class MarineDebrisModel:
             x = np.where(np.isnan(x), net.band_mean[None, :, None, None], x)
         return net.probability(x)
 
-    def outputs_from_classes(self, scl: np.ndarray) -> dict[str, np.ndarray] | None:
-        """The tile's outputs when its scene classification alone decides every pixel (land, cloud, cloud
-        shadow: no clear water anywhere, so no band need be read), as :meth:`predict` would give them on a
-        tile whose bands all have data; None when some pixel needs the network."""
+    def outputs_from_classes(self, scl: np.ndarray,
+                             read: Callable[[str], np.ndarray] | None = None) -> dict[str, np.ndarray] | None:
+        """The tile's outputs when its scene classification decides every pixel (land, cloud, cloud
+        shadow: no clear water anywhere, so the reflectance need not be read), as :meth:`predict` would
+        give them on a tile whose bands all have data; None when some pixel needs the network. Where the
+        only other pixels are thin cirrus, ``read(band)`` gives the two bands that tell land beneath it."""
         clouds = classify_scl(scl)
         hidden = (clouds == CLOUD) | (clouds == SHADOW) | (clouds == CLOUD_NODATA)
         land = np.isin(np.nan_to_num(scl, nan=0.0), LAND_SCL)
+        open_ = ~hidden & ~land
+        if open_.any() and read is not None and (np.nan_to_num(scl[open_], nan=0.0) == CIRRUS_SCL).all():
+            green, swir16 = (read(b) for b in CIRRUS_LAND_BANDS)
+            if np.isfinite(green).all() and np.isfinite(swir16).all():
+                land |= cirrus_land(scl, green, swir16)
         if (~hidden & ~land).any():
             return None
         prob = np.where(hidden, np.float32(np.nan), np.float32(0.0)).astype(np.float32)
@@ -194,6 +219,7 @@ class MarineDebrisModel:
         if "scl" in tile:  # the chain: clouds and land first, from the scene classification
             clouds = self._clouds.predict(tile)["cloud"]
             land = np.isin(np.nan_to_num(tile["scl"].values, nan=0.0), LAND_SCL)
+            land |= cirrus_land(tile["scl"].values, tile["green"].values, tile["swir16"].values)
         else:
             clouds, land = np.zeros(invalid.shape, np.uint8), np.zeros(invalid.shape, bool)
         cloud = clouds == CLOUD

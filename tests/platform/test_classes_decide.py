@@ -38,7 +38,7 @@ def test_tiles_of_land_and_cloud_are_decided_without_reading_bands(sample_catalo
     fast = detect("sample-area", out=tmp_path / "fast", **kw)
     assert sum(decided) >= 3 and not all(decided)  # some tiles decided by SCL alone, the rest read
 
-    monkeypatch.setattr(MarineDebrisModel, "outputs_from_classes", lambda self, scl: None)  # always read
+    monkeypatch.setattr(MarineDebrisModel, "outputs_from_classes", lambda self, scl, read=None: None)  # always read
     decided.clear()
     full = detect("sample-area", out=tmp_path / "full", **kw)
     assert not any(decided)
@@ -58,3 +58,22 @@ def test_marine_debris_decides_only_tiles_without_clear_water():
     assert out["debris"].tolist() == [[0, 0, 255], [255, 255, 0]]
     for needs_a_look in (6, 7, 2, 10, 11):  # water, unclassified, dark, thin cirrus, snow
         assert model.outputs_from_classes(np.array([[4, needs_a_look]], np.float32)) is None
+
+
+def test_thin_cirrus_over_land_is_land_and_over_water_needs_the_network():
+    model = MarineDebrisModel()
+    scl = np.array([[4, 10, 10], [9, 5, 10]], dtype=np.float32)
+    land = {"green": np.full(scl.shape, 0.08, np.float32), "swir16": np.full(scl.shape, 0.2, np.float32)}
+    asked: list[str] = []
+
+    def read(band: str) -> np.ndarray:
+        asked.append(band)
+        return land[band]
+
+    out = model.outputs_from_classes(scl, read)  # vegetation's MNDWI (-0.43) under the cirrus: land
+    assert out is not None and out["debris"].tolist() == [[0, 0, 0], [255, 0, 0]] and sorted(asked) == ["green", "swir16"]
+    water = {"green": np.full(scl.shape, 0.06, np.float32), "swir16": np.full(scl.shape, 0.02, np.float32)}
+    assert model.outputs_from_classes(scl, water.__getitem__) is None  # debris-like MNDWI (+0.5): look
+    asked.clear()
+    assert model.outputs_from_classes(np.array([[6, 10]], np.float32), read) is None and not asked  # water: no read
+    assert model.outputs_from_classes(scl) is None  # without the bands, cirrus needs the network

@@ -135,6 +135,24 @@ def test_realism_is_deterministic_for_a_seed_and_keeps_labels():
         assert np.array_equal(a[i, ::k, ::k].repeat(k, 0).repeat(k, 1), a[i])
 
 
+def test_jpeg2000_codes_each_band_at_its_resolution_with_an_error_near_the_sensor_noise():
+    from geoloom.platform.bands import REFLECTANCE_BANDS
+    from geoloom.platform.models.training.realism import jpeg2000
+    from geoloom.platform.scenes import synthesize_scene
+
+    bands, _ = synthesize_scene(1002, (96, 96))
+    x0 = np.stack([bands[b] for b in REFLECTANCE_BANDS])
+    light, heavy = x0.copy(), x0.copy()
+    assert jpeg2000(light, np.random.default_rng(1), (40.0, 40.0)) == 40.0
+    jpeg2000(heavy, np.random.default_rng(1), (15.0, 15.0))
+    rms = {name: float(np.sqrt(((y - x0) ** 2).mean())) for name, y in (("light", light), ("heavy", heavy))}
+    assert 0 < rms["light"] < rms["heavy"] < 0.004, rms  # lossy, heavier at a smaller size, near the noise
+    for res, k in ((20, 2), (60, 6)):  # coarse bands stay whole native pixels; the 60 m ones are not coded
+        i = REFLECTANCE_BANDS.index("rededge1" if res == 20 else "coastal")
+        assert np.array_equal(heavy[i, ::k, ::k].repeat(k, 0).repeat(k, 1), heavy[i])
+    assert np.array_equal(heavy[REFLECTANCE_BANDS.index("coastal")], x0[REFLECTANCE_BANDS.index("coastal")])
+
+
 def test_whitecaps_are_sparse_subpixel_foam_on_open_water_never_on_debris():
     from geoloom.platform.models.training.realism import whitecaps
     from geoloom.platform.scenes import LABEL_THRESHOLDS

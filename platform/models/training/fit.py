@@ -17,7 +17,7 @@ from geoloom.platform.classes import DEBRIS
 from geoloom.platform.models.training.data import (
     BLOCK, PATCH, TRAIN_SEED0, VAL_SEEDS, VALIDATION, PatchSampler, ProgressFn, _scenes, _tick,
 )
-from geoloom.platform.models.training.realism import TRAINING
+from geoloom.platform.models.training.realism import TRAINING, WITH_JPEG2000, RealismConfig
 from geoloom.platform.models.training.install import install_marine_debris
 from geoloom.platform.models.training.scores import _best_threshold, pixel_scores
 
@@ -58,7 +58,7 @@ def _losses(logits: Any, target: Any, pos_weight: Any) -> Any:
 def _fit(xt: np.ndarray, yt: np.ndarray, xv: np.ndarray, yv: np.ndarray, *, seed: int, epochs: int,
          steps_per_epoch: int, batch_size: int, lr: float, pos_weight: float, device: str = "cpu",
          progress: ProgressFn | None = None, channels: tuple[int, int, int] | None = None,
-         patch: int = PATCH, realism: bool = True) -> dict[str, Any]:
+         patch: int = PATCH, realism: RealismConfig | None = TRAINING) -> dict[str, Any]:
     """Train on scenes (xt, yt), validate on (xv, yv) after each epoch, keep the best epoch."""
     import torch
 
@@ -72,7 +72,7 @@ def _fit(xt: np.ndarray, yt: np.ndarray, xv: np.ndarray, yv: np.ndarray, *, seed
     net.band_scale.copy_(torch.from_numpy(np.maximum(sample.std(axis=(0, 2, 3)), 1e-3)))
     net = net.to(dev)
     sampler = PatchSampler(xt, yt, np.random.default_rng([seed, 0x7EA1]), patch=patch,
-                           realism=TRAINING if realism else None)
+                           realism=realism)
     total = epochs * steps_per_epoch
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.15)
@@ -125,6 +125,7 @@ def train_marine_debris(
     device: str = "cpu",
     install: bool = False,
     realism: bool = True,
+    jpeg2000: bool = False,
 ) -> Path:
     """Train the marine-debris network on generated scenes; returns the weights file.
 
@@ -133,7 +134,8 @@ def train_marine_debris(
     ``install=True`` also copies both into the package, replacing the shipped model.
     Deterministic for a seed on a given machine and thread count. ``device="cuda"`` trains
     on a GPU (faster, not bit-identical to a CPU run); the shipped weights were trained on CPU.
-    ``realism=False`` trains without the real-water effects of :mod:`.realism` (the earlier recipe).
+    ``realism=False`` trains without the real-water effects of :mod:`.realism` (the earlier recipe);
+    ``jpeg2000=True`` codes half the training patches and validation scenes as lossy JPEG 2000 too.
     """
     import torch
 
@@ -160,11 +162,12 @@ def train_marine_debris(
     val_seeds = list(VAL_SEEDS)[:val_scenes]
     xt, yt = _scenes(train_seeds, scene_size, bilinear=False, progress=progress, stage="training scenes")
     xv, yv = _scenes(val_seeds, scene_size, bilinear=True, progress=progress, stage="validation scenes",
-                     plumes=True, realism=VALIDATION if realism else None)
+                     plumes=True, realism=(WITH_JPEG2000 if jpeg2000 else VALIDATION) if realism else None)
     t_data = time.perf_counter() - t_start
 
     fit = _fit(xt, yt, xv, yv, seed=seed, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
-               lr=lr, pos_weight=pos_weight, device=device, progress=progress, patch=patch, realism=realism)
+               lr=lr, pos_weight=pos_weight, device=device, progress=progress, patch=patch,
+               realism=(WITH_JPEG2000 if jpeg2000 else TRAINING) if realism else None)
     net, history, best_epoch, threshold, val_scores, fdi_val = (
         fit["net"], fit["history"], fit["best_epoch"], fit["threshold"], fit["scores"], fit["fdi"])
     fused = net.fused().to(memory_format=torch.contiguous_format)
@@ -191,7 +194,9 @@ def train_marine_debris(
                              "the generator's endmember mixing); 8 flips/rotations; brightness x0.9-1.1 and "
                              "per-band gain x0.97-1.03; Gaussian noise sigma 0-0.0015; bilinear 20/60 m bands "
                              "(50%); sub-pixel shift (25%); sub-pixel debris from the generator's fractional mixing"
-                             + (_REALISM if realism else "")),
+                             + (_REALISM if realism else "")
+                             + ("; lossy JPEG 2000 of the 10 m and 20 m bands at 15-40% size (50%)" if realism and jpeg2000
+                                else "")),
             "loss": f"BCE (positive weight {pos_weight}) + soft Dice",
             "optimizer": f"AdamW lr {lr} one-cycle, weight decay 1e-4, batch {batch_size}, "
                          f"{epochs} epochs x {steps_per_epoch} steps",
