@@ -373,7 +373,7 @@ def _stage_progress(stage: str, done: int, total: int) -> None:
 @click.option("--install", is_flag=True,
               help="Also make it your marine-debris (kept in the per-user models folder; the shipped model stays).")
 @click.option("--jpeg2000", is_flag=True,
-              help="Also code half the patches as lossy JPEG 2000 (the shipped model is trained without it).")
+              help="Also code half the patches as lossy JPEG 2000 (the shipped model: --seed 1 --jpeg2000).")
 def models_train(name, out, seed, epochs, install, jpeg2000) -> None:
     """Train a model on generated scenes (deterministic for a seed)."""
     from geoloom.platform.models.training import train_marine_debris

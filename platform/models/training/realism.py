@@ -121,10 +121,9 @@ class RealismConfig:
 TRAINING = RealismConfig()
 #: Validation scenes: the same mixture.
 VALIDATION = RealismConfig()
-#: The mixture with half the patches coded as lossy JPEG 2000. The shipped network, trained without
-#: it, scores the same F1 on validation scenes with and without the coding (0.7484 both), and
-#: networks trained with it scored within the spread of training seeds on the real scenes, so the
-#: shipped recipe leaves it out (its random stream is then the one the shipped weights came from).
+#: The mixture with half the patches coded as lossy JPEG 2000 (``train_marine_debris(jpeg2000=True)``):
+#: the shipped network's recipe (seed 1). Left out of TRAINING, so that the recipe before it keeps
+#: its random stream.
 WITH_JPEG2000 = RealismConfig(p_jpeg2000=0.5)
 
 
