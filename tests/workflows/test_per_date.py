@@ -17,10 +17,12 @@ from geoloom.platform.ledger import Ledger
 from geoloom.workflows import detect, open_run, update
 
 BAY = "sample-bay"
+#: Open sea east of the bay with windrows on both dates (the bay lies under cloud on 2024-01-14).
+DEBRIS_ON_BOTH_DATES = (0.036, 5.584, 0.063, 5.611)
 
 
-def run_per_date(catalog: Path, out: Path, **kw) -> object:
-    return detect(BAY, catalog=catalog, out=out, runtime="in-process", progress=False, per_date=True, **kw)
+def run_per_date(catalog: Path, out: Path, region: object = BAY, **kw) -> object:
+    return detect(region, catalog=catalog, out=out, runtime="in-process", progress=False, per_date=True, **kw)
 
 
 def test_per_date_steps_equal_single_date_runs(sample_catalog: Path, tmp_path: Path) -> None:
@@ -99,7 +101,7 @@ def test_update_computes_only_the_new_date_and_alerts_once(sample_catalog: Path,
     url, bodies = receiver
     got = tmp_path / "from-command.geojson"
     out = tmp_path / "monitor"
-    run = run_per_date(sample_catalog, out, end="2024-01-10", alert_density=0.0,
+    run = run_per_date(sample_catalog, out, DEBRIS_ON_BOTH_DATES, end="2024-01-10", alert_density=0.0,
                        on_alert=[f"cp {{file}} {got}"], webhooks=[url])
     assert run.dates == ["2024-01-09"]
     # the first date was judged when it was first computed: one alert, both hooks called
