@@ -13,8 +13,8 @@ Cloud shadows need the whole scene (they fall far from their clouds): :mod:`geol
 finds them once per scene and the run hands them to every tile as a band (``cloud_shadow``), which
 turns the pixels it marks into cloud shadow (SCL 3) here.
 
-Limits: thin cloud over water that stays dark in SWIR-1 passes as water, and white ship hulls and bright urban surfaces
-may be called cloud (neither is debris). On the generated scenes it finds 99.9 % of the water and
+Limits: thin cloud over water that stays dark in SWIR-1 passes as water, and white ship hulls and
+bright urban surfaces may be called cloud (neither is debris). On the generated scenes it finds 99.9 % of the water and
 land and 74-80 % of the cloud pixels (the rest thin cloud edges), with 99.5 % of its cloud right. Each pixel depends on its own bands only,
 so a tiled run gives the same mask as a whole-scene one.
 """

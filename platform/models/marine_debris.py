@@ -42,9 +42,9 @@ log = logging.getLogger(__name__)
 
 #: Where clouds come from the bands (no SCL: Level-1C), pixels within this many pixels (100 m) of a
 #: cloud are not scored: the band tests miss thin cloud edges, which read bright in the NIR beside the
-#: cloud, and the scene-wide shadow search (``cloud_shadow``) does not resolve a shadow's frayed rim. The distance is the 10 m dilation that s2cloudless's authors
-#: suggest (about 11 px); with the 5 x 5 smoothing before it, it stays inside the halo (2 + 10 < 20),
-#: so tiles stay seamless.
+#: cloud, and the scene-wide shadow search (``cloud_shadow``) does not resolve a shadow's frayed rim.
+#: The distance is the 10 m dilation that s2cloudless's authors suggest (about 11 px); with the 5 x 5
+#: smoothing before it, it stays inside the halo (2 + 10 < 20), so tiles stay seamless.
 CLOUD_BUFFER_PX = 10
 
 #: Where the network runs: ONNX Runtime on a CPU, torch on CUDA (or on a CPU without ONNX Runtime).
