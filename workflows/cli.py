@@ -522,6 +522,7 @@ def ui(catalog, cluster, runs, port, host, service) -> None:
                 own_service.wait(60)
             except subprocess.TimeoutExpired:
                 own_service.kill()
+                own_service.wait()
     raise SystemExit(code)
 
 
@@ -543,13 +544,17 @@ def _start_ui_service(runs: Path, cluster: str | None, env: dict[str, str]) -> t
     proc = subprocess.Popen(cmd, env=env)
     url = f"http://127.0.0.1:{port}"
     client, deadline = ServiceClient(url, timeout_s=2), time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            client.health()
-            click.echo(f"job service on {url} (jobs in {runs / 'jobs.sqlite'})", err=True)
-            return proc, url
-        except GeoloomError:
-            time.sleep(0.3)
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                client.health()
+                click.echo(f"job service on {url} (jobs in {runs / 'jobs.sqlite'})", err=True)
+                return proc, url
+            except GeoloomError:
+                time.sleep(0.3)
+    except BaseException:  # interrupted while it starts: it must not outlive the UI
+        proc.kill()
+        raise
     proc.kill()
     raise RunError("the UI's job service did not start; see the messages above, or give --service URL")
 

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -281,6 +282,9 @@ def test_geoloom_ui_starts_a_job_service_of_its_own_and_stops_it(geoloom_cli, sa
             if line.startswith("job service on "):
                 url = line.split()[3]
         assert url, "no job service was started"
+        # keep reading what the UI, its service and Streamlit write (they share this pipe): a full pipe
+        # would block their logging, and with it their shutdown, which a terminal never does
+        threading.Thread(target=proc.stderr.read, daemon=True).start()  # type: ignore[union-attr]
         client = ServiceClient(url)
         assert client.health()["workers"] >= 1 and (tmp_path / "runs" / "jobs.sqlite").exists()
         service_pids = [p.pid for p in psutil.Process(proc.pid).children() if "serve" in p.cmdline()]
@@ -292,8 +296,7 @@ def test_geoloom_ui_starts_a_job_service_of_its_own_and_stops_it(geoloom_cli, sa
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    # the service closes its cluster first: on a loaded 2-core machine that can take a minute
-    gone, alive = psutil.wait_procs([psutil.Process(p) for p in service_pids if psutil.pid_exists(p)], timeout=150)
+    gone, alive = psutil.wait_procs([psutil.Process(p) for p in service_pids if psutil.pid_exists(p)], timeout=90)
     assert not alive, "the UI's job service outlived the UI"
 
 
