@@ -504,16 +504,16 @@ def ui(catalog, cluster, runs, port, host, service) -> None:
         env["GEOLOOM_SCHEDULER"] = cluster
     service = service or env.get("GEOLOOM_SERVICE")
     own_service = None
-    if not service and env.get("GEOLOOM_RUNTIME", "dask") not in ("in-process", "local", "inprocess"):
-        own_service, service = _start_ui_service(Path(runs).resolve(), cluster, env)
-    if service:
-        env["GEOLOOM_SERVICE"] = service
-    app = Path(find_spec("geoloom.ui").origin).with_name("app.py")  # the script only; workflows never imports ui
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
-           "--server.address", host, "--server.headless", "true", "--server.enableStaticServing", "true",
-           "--browser.gatherUsageStats", "false"]
-    click.echo(f"geoloom UI on http://{host}:{port}", err=True)
-    try:
+    try:  # from the moment the service runs: an interrupt anywhere below still stops it
+        if not service and env.get("GEOLOOM_RUNTIME", "dask") not in ("in-process", "local", "inprocess"):
+            own_service, service = _start_ui_service(Path(runs).resolve(), cluster, env)
+        if service:
+            env["GEOLOOM_SERVICE"] = service
+        app = Path(find_spec("geoloom.ui").origin).with_name("app.py")  # the script only; workflows never imports ui
+        cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
+               "--server.address", host, "--server.headless", "true", "--server.enableStaticServing", "true",
+               "--browser.gatherUsageStats", "false"]
+        click.echo(f"geoloom UI on http://{host}:{port}", err=True)
         code = subprocess.call(cmd, env=env)
     finally:
         if own_service is not None:

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -271,7 +272,8 @@ def test_a_run_from_the_page_goes_to_the_service_and_outlives_the_page(service, 
 
 def test_geoloom_ui_starts_a_job_service_of_its_own_and_stops_it(geoloom_cli, sample_catalog, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("GEOLOOM_RUNTIME", "GEOLOOM_SERVICE")}
-    proc = subprocess.Popen([*geoloom_cli, "ui", "--port", str(free_port()), "--runs", str(tmp_path / "runs"),
+    ui_port = free_port()
+    proc = subprocess.Popen([*geoloom_cli, "ui", "--port", str(ui_port), "--runs", str(tmp_path / "runs"),
                              "--catalog", str(sample_catalog)], env=env, stderr=subprocess.PIPE, text=True)
     try:
         url = None
@@ -289,6 +291,13 @@ def test_geoloom_ui_starts_a_job_service_of_its_own_and_stops_it(geoloom_cli, sa
         assert client.health()["workers"] >= 1 and (tmp_path / "runs" / "jobs.sqlite").exists()
         service_pids = [p.pid for p in psutil.Process(proc.pid).children() if "serve" in p.cmdline()]
         assert len(service_pids) == 1
+        ui_url, deadline = f"http://127.0.0.1:{ui_port}/", time.time() + 120  # the page is up, as a user sees it
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(ui_url, timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.5)
     finally:
         proc.send_signal(signal.SIGINT)
         try:
