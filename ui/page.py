@@ -31,6 +31,7 @@ from geoloom.ui.resources import (
     layer_image,
     log,
     map_assets,
+    model_cards,
     prepared_run,
     scheduler_info,
     ss,
@@ -234,8 +235,7 @@ def plan_panel(cfg: Settings, card: Any) -> Any:
     if card is None:
         return None
     try:
-        request = form_request(cfg, card, region)
-        prep = prepared_run(json.dumps(request.to_dict(), sort_keys=True), catalog_stamp(active_catalog(cfg)))
+        prep = form_plan(cfg, card, region)
     except GeoloomError as exc:
         st.error(str(exc))
         return None
@@ -273,6 +273,12 @@ def scenes_panel(prep: Any) -> None:
         st.multiselect("Leave out", sorted({r["scene"] for r in rows} | set(left_out)), key="exclude",
                        help="Scenes not to use (clouds the filter missed, a bad acquisition). Their footprints "
                             "are on the map.")
+
+
+def form_plan(cfg: Settings, card: Any, region: gw.Region) -> Any:
+    """The dry-run plan of what the form says now (cached per request and catalog state)."""
+    request = form_request(cfg, card, region)
+    return prepared_run(json.dumps(request.to_dict(), sort_keys=True), catalog_stamp(active_catalog(cfg)))
 
 
 def active_catalog(cfg: Settings) -> str:
@@ -328,11 +334,16 @@ def run_panel(cfg: Settings, card: Any, prep: Any, running: bool) -> None:
 
 
 def start_run(cfg: Settings, prep: Any) -> None:
-    """Start the planned run in a new folder under the runs folder, as a background job."""
+    """Start the run the form describes at the click, in a new folder under the runs folder, as a
+    background job. The plan is made again from the form's present state: ``prep`` is the one drawn
+    with the button, which a change made just before the click (a box unticked) may not have reached."""
     ss.run_error = None
     try:
-        cfg.runs.mkdir(parents=True, exist_ok=True)
         region = ss.region
+        card = next((c for c in model_cards() if c.name == ss.get("model")), prep.card)
+        if region is not None:
+            prep = form_plan(cfg, card, region)
+        cfg.runs.mkdir(parents=True, exist_ok=True)
         out = jobs.unique_folder(cfg.runs, jobs.run_folder_name(prep.card.name, region))
         workers = int(ss.get("workers")) if cfg.runtime == "dask" and not cfg.scheduler and ss.get("workers") else None
         request = prep.request.replace(out=str(out), execution=gw.Execution(runtime=cfg.runtime, cluster=cfg.scheduler,

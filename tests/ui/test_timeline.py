@@ -45,3 +45,19 @@ def test_watch_a_region_then_check_for_new_imagery(ui_env, fake_map):
     history = [json.loads(line) for line in (folder / "alerts.jsonl").read_text().splitlines()]
     assert [h["date"] for h in history] == ["2024-01-09", "2024-01-14"]
     assert len(at.get("vega_lite_chart")) == 2  # the chart per date: density, and clear water and cloud
+
+
+def test_run_takes_the_form_as_it_is_at_the_click(ui_env, fake_map):
+    """A box ticked just before Run (the page not yet drawn again in between) is in the run."""
+    at = new_app()
+    at.selectbox(key="model").set_value("fdi").run()
+    at.text_input(key="bbox_text").set_value(" ".join(map(str, BAY_BBOX))).run()
+    at.button(key="use_bbox").click().run()
+    at.date_input(key="end").set_value("2024-01-10").run()
+    assert not at.checkbox(key="per_date").value
+    at.checkbox(key="per_date").check()
+    at.button(key="run").click().run()  # one rerun carries both: the button's plan was drawn unticked
+    wait_for_run(at)
+    assert not errors(at), errors(at)
+    request = json.loads((Path(at.session_state["view_folder"]) / "request.json").read_text())
+    assert request.get("per_date") is True
