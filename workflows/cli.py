@@ -504,6 +504,7 @@ def ui(catalog, cluster, runs, port, host, service) -> None:
         env["GEOLOOM_SCHEDULER"] = cluster
     service = service or env.get("GEOLOOM_SERVICE")
     own_service = None
+    _stop_on_signals()
     try:  # from the moment the service runs: an interrupt anywhere below still stops it
         if not service and env.get("GEOLOOM_RUNTIME", "dask") not in ("in-process", "local", "inprocess"):
             own_service, service = _start_ui_service(Path(runs).resolve(), cluster, env)
@@ -524,6 +525,19 @@ def ui(catalog, cluster, runs, port, host, service) -> None:
                 own_service.kill()
                 own_service.wait()
     raise SystemExit(code)
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM (what a process manager or ``docker stop`` sends) both end the UI through its
+    clean-up, which stops its job service; also where it was started with SIGINT ignored, as a shell
+    starts the background commands of a script."""
+    import signal
+
+    def _interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 def _start_ui_service(runs: Path, cluster: str | None, env: dict[str, str]) -> tuple[Any, str]:

@@ -270,11 +270,19 @@ def test_a_run_from_the_page_goes_to_the_service_and_outlives_the_page(service, 
     assert any("Result" in str(s.value) for s in again.subheader)
 
 
-def test_geoloom_ui_starts_a_job_service_of_its_own_and_stops_it(geoloom_cli, sample_catalog, tmp_path):
+def _sigint_ignored() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_geoloom_ui_starts_a_job_service_of_its_own_and_stops_it(geoloom_cli, sample_catalog, tmp_path, stop):
+    """Ctrl-C and a process manager's SIGTERM both stop the UI's own service, also where the UI was started
+    with SIGINT ignored (a shell starts a script's background commands so, and CI runs the tests so)."""
     env = {k: v for k, v in os.environ.items() if k not in ("GEOLOOM_RUNTIME", "GEOLOOM_SERVICE")}
     ui_port = free_port()
     proc = subprocess.Popen([*geoloom_cli, "ui", "--port", str(ui_port), "--runs", str(tmp_path / "runs"),
-                             "--catalog", str(sample_catalog)], env=env, stderr=subprocess.PIPE, text=True)
+                             "--catalog", str(sample_catalog)], env=env, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_sigint_ignored)
     try:
         url = None
         deadline = time.time() + 180
@@ -299,7 +307,7 @@ def test_geoloom_ui_starts_a_job_service_of_its_own_and_stops_it(geoloom_cli, sa
             except OSError:
                 time.sleep(0.5)
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, stop))
         try:
             proc.wait(90)
         except subprocess.TimeoutExpired:
