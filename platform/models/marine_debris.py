@@ -30,6 +30,7 @@ from geoloom.platform.models.marine_debris_card import (
     CARD_FILE, CHANNELS, DOWNSAMPLE, HALO, MODELS_DIR, NAME, WEIGHTS_FILE, active_files, build_card, read_card_data,
 )
 from geoloom.platform.models.nir_support import nir_supported
+from geoloom.platform.models.small_objects import drop_small_objects
 from geoloom.platform.sensors import SCL_LAND
 
 __all__ = [
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 #: cloud are not scored: the band tests miss thin cloud edges, which read bright in the NIR beside the
 #: cloud, and the scene-wide shadow search (``cloud_shadow``) does not resolve a shadow's frayed rim.
 #: The distance is the 10 m dilation that s2cloudless's authors suggest (about 11 px); with the 5 x 5
-#: smoothing before it, it stays inside the halo (2 + 10 < 20), so tiles stay seamless.
+#: smoothing before it, it stays inside the halo (2 + 10 < 24), so tiles stay seamless.
 CLOUD_BUFFER_PX = 10
 
 #: Where the network runs: ONNX Runtime on a CPU, torch on CUDA (or on a CPU without ONNX Runtime).
@@ -234,8 +235,8 @@ class MarineDebrisModel:
             prob[y0:y1, x0:x1] = np.where(land[y0:y1, x0:x1], np.float32(0.0), self.probability(x)[0])
         prob[nodata] = np.nan
         found = prob >= self.threshold
-        if found.any():  # both NIR bands must see it (see nir_support)
-            found = nir_supported(tile["nir"].values, tile["nir08"].values, found)
+        if found.any():  # both NIR bands must see it (see nir_support), as an object of 3 px or more
+            found = drop_small_objects(nir_supported(tile["nir"].values, tile["nir08"].values, found))
         debris = found.astype(np.uint8)
         debris[nodata] = 255
         return {"probability": prob, "debris": debris}

@@ -45,9 +45,10 @@ CHANNELS: tuple[int, int, int] = (16, 32, 48)
 #: Two 2x poolings: inputs are padded to a multiple of 4 and the halo is one too, so every
 #: tile's pooling grid lines up with the output grid and tiles join without seams.
 DOWNSAMPLE = 4
-#: Receptive-field radius of :class:`DebrisNet` (``receptive_field_radius()`` measures 19 px),
-#: rounded up to a multiple of DOWNSAMPLE. The tests check both facts.
-HALO = 20
+#: Receptive-field radius of :class:`DebrisNet` (``receptive_field_radius()`` measures 19 px) plus the
+#: 2 px over which the small-object rule looks (``small_objects.CONTEXT_PX``), rounded up to a multiple
+#: of DOWNSAMPLE. The tests check these facts.
+HALO = 24
 
 
 def read_card_data(path: Path | None = None) -> dict[str, Any]:
@@ -75,8 +76,9 @@ def build_card(data: dict[str, Any], weights: Path | None = None) -> ModelCard:
             "river plumes, which fool the simple Floating Debris Index. Clouds, cloud shadows and land "
             "(from the scene classification, or classified from the bands where the imagery has none) are "
             "masked first. A pixel counts as debris only where both near-infrared bands see it, so a speck in "
-            "one band alone (noise, a moving boat, an artefact) is left out. It takes surface reflectance (Level-2A) and top-of-atmosphere imagery (Level-1C, "
-            "brought near surface reflectance by a dark-spectrum correction). It was trained on generated "
+            "one band alone (noise, a moving boat, an artefact) is left out, and so is an object of one or two "
+            "pixels (a whitecap, a glint, a fleck of haze): the probability layer still shows those. It takes "
+            "surface reflectance (Level-2A) and top-of-atmosphere imagery (Level-1C, brought near surface reflectance by a dark-spectrum correction). It was trained on generated "
             "scenes, so treat its detections on real imagery as leads to check, not proof."
         ),
         bands=REFLECTANCE_BANDS + ("scl",),
@@ -87,7 +89,7 @@ def build_card(data: dict[str, Any], weights: Path | None = None) -> ModelCard:
             OutputSpec("probability", "probability", "float32", None,
                        "Debris probability 0..1 (NaN: no data, cloud or cloud shadow)"),
             OutputSpec("debris", "mask", "uint8", 255, "1 where the probability reaches the threshold and both "
-                       "near-infrared bands (B08 and B8A) see the object",
+                       "near-infrared bands (B08 and B8A) see the object, in objects of 3 pixels or more",
                        {0: "no debris", 1: "debris"}),
         ),
         primary="probability",

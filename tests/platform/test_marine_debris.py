@@ -27,6 +27,7 @@ from geoloom.platform.models.marine_debris import (
     DOWNSAMPLE, HALO, WEIGHTS_FILE, DebrisNet, MarineDebrisModel, receptive_field_radius, water_window,
 )
 from geoloom.platform.models.nir_support import nir_supported
+from geoloom.platform.models.small_objects import CONTEXT_PX as SMALL_OBJECT_CONTEXT_PX, drop_small_objects
 from geoloom.platform.models.training import pixel_scores
 from geoloom.platform.scenes import synthesize_scene
 
@@ -108,8 +109,8 @@ def test_weights_are_a_plain_state_dict():
 
 # --------------------------------------------------------------------------- receptive field
 def test_halo_covers_the_measured_receptive_field():
-    rf = receptive_field_radius()
-    assert rf <= HALO < rf + DOWNSAMPLE and HALO % DOWNSAMPLE == 0
+    need = receptive_field_radius() + SMALL_OBJECT_CONTEXT_PX  # the small-object rule looks 2 px further
+    assert need <= HALO < need + DOWNSAMPLE and HALO % DOWNSAMPLE == 0
 
 
 def test_pixels_beyond_the_halo_do_not_change_the_centre(model):
@@ -152,7 +153,8 @@ def test_predict_shapes_dtypes_and_nodata(model):
     assert set(np.unique(debris[ok])) <= {0, 1}
     found = np.isfinite(prob) & (prob >= model.threshold)
     assert found.any()
-    expected = nir_supported(tile["nir"].values, tile["nir08"].values, found)  # both NIR bands must see it
+    # both NIR bands must see it, in an object of 3 px or more
+    expected = drop_small_objects(nir_supported(tile["nir"].values, tile["nir08"].values, found))
     assert np.array_equal(debris[ok] == 1, expected[ok])
 
 
