@@ -27,6 +27,8 @@ from geoloom.platform.styles import VIRIDIS, hex_rgb, qgis_style, value_range
 
 #: Folders a publish step stages its GeoTIFFs in, inside the run folder (removed when it ends or on resume).
 STAGING_PREFIX = ".publish-"
+#: Deflate level of the published COGs (1-9; GDAL's default is 6).
+DEFLATE_LEVEL = 3
 
 
 def write_cog(store: str | Path, spec: OutputSpec, plan: Plan, dst: str | Path) -> Path:
@@ -69,10 +71,11 @@ def _write_cog(store: str | Path, spec: OutputSpec, plan: Plan, dst: str | Path)
                     block = layer[y0 : y0 + step_y, x0 : x0 + step_x]
                     out.write(block, 1, window=Window(x0, y0, block.shape[1], block.shape[0]))
         part = dst.with_suffix(".tif.part")
-        # compression on every core: the workers are idle while publishing
+        # compression on every core: the workers are idle while publishing. Deflate level 3, not GDAL's 6:
+        # a 4096 x 4096 probability layer compresses in 0.55 s instead of 0.82 s, 1.5 % bigger.
         copy_dataset(
-            str(stage), str(part), driver="COG", COMPRESS="DEFLATE", PREDICTOR=3 if spec.dtype.startswith("float") else 2,
-            BLOCKSIZE=256, OVERVIEW_RESAMPLING=resampling,
+            str(stage), str(part), driver="COG", COMPRESS="DEFLATE", LEVEL=DEFLATE_LEVEL,
+            PREDICTOR=3 if spec.dtype.startswith("float") else 2, BLOCKSIZE=256, OVERVIEW_RESAMPLING=resampling,
             NUM_THREADS="ALL_CPUS", BIGTIFF="IF_SAFER",
         )
         os.replace(part, dst)
