@@ -152,6 +152,26 @@ def test_a_detector_run_through_the_pipeline_finds_the_implants(tmp_path):
     assert m["clean"]["scene_px"] == SIZE * SIZE
 
 
+def test_an_evaluation_computes_a_finished_run_again_and_finishes_an_unfinished_one(tmp_path):
+    """Same weights and options give the same run id, but the scoring code may have changed since: a
+    finished run is not reused; an interrupted one is finished."""
+    from geoloom.platform.models.training.evaluate import run_or_resume
+    from geoloom.platform.models.training.real_scenes import scene_region, write_scene_folder
+    from geoloom.workflows import detect
+
+    scene = stand_in("L2A")
+    catalog = index_folder(write_scene_folder(scene, tmp_path / "files"), tmp_path / "catalog")
+    out = tmp_path / "run"
+    kw = dict(model="fdi", catalog=catalog, runtime="in-process", retries=0, per_date=False, progress=False)
+    first = run_or_resume(detect, out, scene_region(scene), **kw)
+    ledger = (out / "ledger.jsonl").read_text()
+    again = run_or_resume(detect, out, scene_region(scene), **kw)
+    assert again.ok and (out / "ledger.jsonl").read_text() != ledger  # its tiles were computed again
+    (out / "run.json").unlink()  # as if it had been interrupted before publishing: resumed, not refused
+    resumed = run_or_resume(detect, out, scene_region(scene), **kw)
+    assert resumed.ok and first.run_id == again.run_id == resumed.run_id
+
+
 # --------------------------------------------------------------------------- sources: the registry cache, the user's imagery
 def test_registry_scenes_come_from_the_cached_sdists_without_pip(tmp_path):
     """A cache that already holds the sdists is read as it is (here: stand-in archives, no network)."""

@@ -163,13 +163,14 @@ def evaluate(
 
 
 def run_or_resume(detect: RunDetect, out: Path, region: Any, **kwargs: Any) -> PipelineRun:
-    """``detect`` into ``out``, finishing the same run if one is there (an interrupted
-    evaluation costs only its missing tiles), replacing any other run."""
+    """``detect`` into ``out``, finishing the same run if an unfinished one is there (an interrupted
+    evaluation costs only its missing tiles), replacing any other run. A finished run is computed
+    again: the same weights and options give the same run id, but the code that scores may have changed."""
     from geoloom.platform.errors import OutputError
 
     with warnings.catch_warnings():  # "prefers a GPU but none is available": expected here
         warnings.filterwarnings("ignore", message=".*prefers a GPU.*")
-        if out.exists():
+        if out.exists() and not (out / "run.json").exists():
             try:
                 return detect(region, out=out, resume=True, **kwargs)
             except OutputError:
