@@ -354,8 +354,11 @@ def start_run(cfg: Settings, prep: Any) -> None:
     except OSError as exc:
         ss.run_error = f"cannot start the run: the runs folder {cfg.runs} is not writable ({exc.strerror or exc})"
         return
-    except GeoloomError as exc:  # e.g. the job service cannot be reached
+    except GeoloomError as exc:  # e.g. the job service cannot be reached, or the form no longer plans
         ss.run_error = str(exc)
+        return
+    except Exception as exc:
+        ss.run_error = unexpected(exc, "starting the run")
         return
     follow(job)
 
