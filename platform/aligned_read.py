@@ -113,18 +113,33 @@ def read_aligned(
     valid = ~np.isnan(v)
     ly, lx = iy - iy[0], ix - ix[0]
     wy, wx = ty.astype(np.float32)[:, None], tx.astype(np.float32)[None, :]
+    wy0, wx0 = 1 - wy, 1 - wx
 
     def interpolate(a: np.ndarray) -> np.ndarray:  # separable: along rows, then along columns
-        rows = (1 - wy) * a[ly] + wy * a[ly + 1]
-        return (1 - wx) * rows[:, lx] + wx * rows[:, lx + 1]
+        rows = wy0 * np.take(a, ly, axis=0)
+        rows += wy * np.take(a, ly + 1, axis=0)
+        out = np.take(rows, lx, axis=1)
+        out *= wx0
+        nxt = np.take(rows, lx + 1, axis=1)
+        nxt *= wx
+        out += nxt
+        return out
 
     # the weights of the neighbours that have data, and their weighted sum: the same arithmetic
     # for every pixel wherever the tile lies, so neighbouring tiles agree to the last bit
-    num = interpolate(np.where(valid, v, np.float32(0)))
-    den = interpolate(valid.astype(np.float32))
+    full = bool(valid.all())
+    if full:  # the usual case: the weights of all-ones rows, the same sums without the gathers
+        num = interpolate(v)
+        rows = wy0 + wy
+        den = wx0 * rows + wx * rows
+    else:
+        num = interpolate(np.where(valid, v, np.float32(0)))
+        den = interpolate(valid.astype(np.float32))
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(den > 1e-5, num / den, np.float32(np.nan)).astype(np.float32)
+        out = num / den
+    out[~(den > 1e-5)] = np.nan
     # as in GDAL's warper: no data where the source pixel under the grid pixel's centre has none
     # (or lies outside the source raster)
-    out[np.isnan(v[(fy // f - iy[0])[:, None], (fx // f - ix[0])[None, :]])] = np.nan
+    if not full:
+        out[np.isnan(v[(fy // f - iy[0])[:, None], (fx // f - ix[0])[None, :]])] = np.nan
     return out

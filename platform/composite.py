@@ -55,7 +55,7 @@ def composite_tile(
 
     def take(i: int, where: np.ndarray, keep: bool = False) -> None:
         for b in bands:
-            values[b][where] = band(i, b, keep)[where]
+            np.copyto(values[b], band(i, b, keep), where=where)
         pick[where] = i
         used[scenes[i].id] = used.get(scenes[i].id, 0) + int(where.sum())
 

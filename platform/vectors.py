@@ -34,6 +34,21 @@ def _majority(objects: np.ndarray, n: int, values: np.ndarray) -> np.ndarray:
     return out[1:]
 
 
+def _object_stats(objects: np.ndarray, n: int, score: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The highest score (NaN without a score) and the pixel count of each object ``1 .. n``.
+
+    Over the objects' pixels only: ``ndimage.maximum`` sorts the whole tile and took 10 ms of a
+    560 px tile with 170 objects, this 0.2 ms.
+    """
+    pixels = np.bincount(objects.ravel(), minlength=n + 1)[1:]
+    if score is None:
+        return np.full(n, np.nan), pixels
+    inside = objects > 0
+    best = np.full(n + 1, -np.inf)
+    np.maximum.at(best, objects[inside], score[inside])
+    return best[1:], pixels
+
+
 def polygonize(
     mask: np.ndarray,
     score: np.ndarray | None,
@@ -51,8 +66,7 @@ def polygonize(
     if n == 0:
         return _empty(crs)
     ids = np.arange(1, n + 1)
-    best = ndimage.maximum(score, objects, ids) if score is not None else np.full(n, np.nan)
-    pixels = ndimage.sum_labels(np.ones_like(objects), objects, ids)
+    best, pixels = _object_stats(objects, n, score)
     which = _majority(objects, n, scene_index) if scene_index is not None else np.full(n, -1)
     scene_col = [scenes[i][0] if 0 <= i < len(scenes) else "" for i in which]
     time_col = [scenes[i][1] if 0 <= i < len(scenes) else "" for i in which]
