@@ -16,6 +16,7 @@ import rasterio
 import zarr
 from affine import Affine
 from PIL import Image
+from rasterio.enums import Resampling
 from rasterio.shutil import copy as copy_dataset
 from rasterio.windows import Window
 
@@ -27,6 +28,8 @@ from geoloom.platform.styles import VIRIDIS, hex_rgb, qgis_style, value_range
 
 #: Folders a publish step stages its GeoTIFFs in, inside the run folder (removed when it ends or on resume).
 STAGING_PREFIX = ".publish-"
+#: Largest layer (uncompressed bytes) staged without compression: a full Sentinel-2 tile's float layer (480 MB).
+STAGE_RAW_MAX_BYTES = 2**29
 #: Deflate level of the published COGs (1-9; GDAL's default is 6).
 DEFLATE_LEVEL = 3
 
@@ -46,7 +49,7 @@ def write_cog(store: str | Path, spec: OutputSpec, plan: Plan, dst: str | Path) 
 
 
 def _write_cog(store: str | Path, spec: OutputSpec, plan: Plan, dst: str | Path) -> Path:
-    # Runs of 8 chunks straight from the Zarr array into a quickly-compressed staging GeoTIFF, then
+    # Runs of 8 chunks straight from the Zarr array into a staging GeoTIFF (see _stage_compression), then
     # GDAL's COG driver (overviews + deflate on every core). On a full Sentinel-2 tile this takes 9.5 s
     # for the float layer and 2.3 s for the mask, against 19 s and 10 s through xarray chunk reads, a
     # deflated stage and rio-cogeo's translate.
@@ -59,7 +62,7 @@ def _write_cog(store: str | Path, spec: OutputSpec, plan: Plan, dst: str | Path)
         profile = dict(
             driver="GTiff", width=w, height=h, count=1, dtype=spec.dtype, crs=plan.crs,
             transform=Affine(*plan.transform), nodata=spec.fill_value, tiled=True, blockxsize=256, blockysize=256,
-            compress="zstd", zstd_level=1, BIGTIFF="IF_SAFER", num_threads="ALL_CPUS",
+            BIGTIFF="IF_SAFER", num_threads="ALL_CPUS", **_stage_compression(h * w * np.dtype(spec.dtype).itemsize),
         )
         # averaging is for measured values; classes, masks and packed colours keep whole values
         resampling = "AVERAGE" if spec.kind in ("probability", "index") and spec.dtype.startswith("float") else "NEAREST"
@@ -82,6 +85,14 @@ def _write_cog(store: str | Path, spec: OutputSpec, plan: Plan, dst: str | Path)
     return dst
 
 
+def _stage_compression(raw_bytes: int) -> dict[str, Any]:
+    """How a staging GeoTIFF of ``raw_bytes`` is compressed: not at all up to STAGE_RAW_MAX_BYTES (the
+    COG driver reads the stage twice, for the overviews and for the copy: a 4096 px float layer takes
+    1.2 CPU seconds staged raw, 1.5 staged with zstd), zstd level 1 above, so that a large region's
+    staging takes about the disk its result does."""
+    return {} if raw_bytes <= STAGE_RAW_MAX_BYTES else {"compress": "zstd", "zstd_level": 1}
+
+
 def write_detections(gdf: gpd.GeoDataFrame, folder: str | Path) -> tuple[Path, Path]:
     """GeoParquet and GeoJSON (EPSG:4326) of the merged detections."""
     folder = Path(folder)
@@ -96,17 +107,33 @@ def write_detections(gdf: gpd.GeoDataFrame, folder: str | Path) -> tuple[Path, P
 
 #: The ramp of float layers as RGB rows (the colours are defined in :mod:`geoloom.platform.styles`).
 _RAMP = np.array([hex_rgb(c) for c in VIRIDIS], dtype=np.float32)
+#: Steps of the colour table a quicklook is coloured with (a step is 1/1024 of the value range).
+_STEPS = 1024
+
+
+def _ramp_rgb(v: np.ndarray) -> np.ndarray:
+    """RGB uint8 of values in 0..1, interpolated linearly between the ramp's stops."""
+    pos = v * (len(_RAMP) - 1)
+    i = np.minimum(pos.astype(int), len(_RAMP) - 2)
+    f = (pos - i)[..., None]
+    return (_RAMP[i] * (1 - f) + _RAMP[i + 1] * f).astype(np.uint8)
+
+
+_TABLE = _ramp_rgb(np.linspace(0.0, 1.0, _STEPS + 1))
 
 
 def colorize(values: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
-    """RGBA uint8 of a float array on the ramp; NaN is transparent."""
+    """RGBA uint8 of a float array on the ramp; NaN is transparent.
+
+    Through a table of ``_STEPS`` + 1 colours (the ends and the middle stop exact): 0.01 s for a
+    1024 px quicklook, where interpolating every pixel took 0.15 s.
+    """
     v = np.clip((values - vmin) / max(vmax - vmin, 1e-9), 0, 1)
-    pos = np.nan_to_num(v, nan=0.0) * (len(_RAMP) - 1)
-    i = np.minimum(pos.astype(int), len(_RAMP) - 2)
-    f = (pos - i)[..., None]
-    rgb = _RAMP[i] * (1 - f) + _RAMP[i + 1] * f
-    alpha = np.where(np.isfinite(values), 255, 0)[..., None]
-    return np.concatenate([rgb, alpha], axis=-1).astype(np.uint8)
+    step = np.rint(np.nan_to_num(v, nan=0.0) * _STEPS).astype(np.intp)
+    out = np.empty((*np.shape(values), 4), dtype=np.uint8)
+    out[..., :3] = _TABLE[step]
+    out[..., 3] = np.where(np.isfinite(values), 255, 0)
+    return out
 
 
 def display_range(spec: OutputSpec, values: np.ndarray) -> tuple[float, float]:
@@ -136,9 +163,18 @@ def write_style(store: str | Path, spec: OutputSpec, dst: str | Path, *, max_siz
     return dst
 
 
-def write_quicklook(store: str | Path, spec: OutputSpec, dst: str | Path, *, max_size: int = 1024) -> Path:
-    """A small PNG of the primary layer (decimated reads, so memory stays small)."""
-    values = _decimated(store, spec, max_size)
+def write_quicklook(cog: str | Path, spec: OutputSpec, dst: str | Path, *, max_size: int = 1024) -> Path:
+    """A small PNG of a published layer, every n-th pixel (at most ``max_size`` a side).
+
+    Read from the layer's COG through its overviews: a few reads instead of the whole store (0.3 s
+    for a 4096 px probability layer from Zarr, 0.02 s from its COG).
+    """
+    with gdal_env(), rasterio.open(cog) as src:
+        step = max(1, int(np.ceil(max(src.shape) / max_size)))
+        shape = (-(-src.height // step), -(-src.width // step))
+        values = src.read(1, out_shape=shape, resampling=Resampling.nearest).astype(np.float32)
+    if not spec.dtype.startswith("float") and spec.nodata is not None:
+        values[values == spec.nodata] = np.nan
     vmin, vmax = display_range(spec, values)
     part = Path(dst).with_suffix(".png.part")
     Image.fromarray(colorize(values, vmin, vmax), "RGBA").save(part, format="PNG", optimize=False)

@@ -293,10 +293,15 @@ def publish(prepared: Prepared, out: Path, *, run_id: str, started: dt.datetime,
     layers = {"result": (primary, "result.tif")} | {
         spec.name: (spec, f"result-{spec.name}.tif") for spec in card.outputs if spec.name != card.primary
     }
-    # the COGs and the quicklook on two threads (GDAL works outside the GIL), the vectors meanwhile here
+    def primary_and_quicklook() -> None:  # the quicklook comes from the primary COG's overviews
+        cog = write_cog(store, primary, plan, out / "result.tif")
+        write_quicklook(cog, primary, out / "quicklook.png")
+
+    # the COGs on two threads (GDAL works outside the GIL), the vectors meanwhile here
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="publish") as pool:
-        pending = [pool.submit(write_cog, store, spec, plan, out / name) for spec, name in layers.values()]
-        pending.append(pool.submit(write_quicklook, store, primary, out / "quicklook.png"))
+        pending = [pool.submit(primary_and_quicklook)]
+        pending += [pool.submit(write_cog, store, spec, plan, out / name) for key, (spec, name) in layers.items()
+                    if key != "result"]
         gdf = finalize_detections(read_parts(out / "parts", plan.crs), run_id=run_id, model=card.name) if card.detection else None
         if gdf is not None:
             write_detections(gdf, out)

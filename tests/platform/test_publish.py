@@ -154,8 +154,8 @@ def test_a_cog_written_again_replaces_the_old_one(tmp_path: Path, store: Path, p
         assert src.shape == plan.shape_yx
 
 
-def test_quicklook_is_a_decimated_rgba_png_with_transparent_nodata(tmp_path: Path, store: Path, card: ModelCard):
-    full = write_quicklook(store, card.output("debris"), tmp_path / "full.png")
+def test_quicklook_is_a_decimated_rgba_png_with_transparent_nodata(tmp_path: Path, cogs: dict[str, Path], card: ModelCard):
+    full = write_quicklook(cogs["debris"], card.output("debris"), tmp_path / "full.png")
     with Image.open(full) as im:
         assert im.format == "PNG" and im.mode == "RGBA" and im.size == (408, 445)
         rgba = np.asarray(im)
@@ -165,11 +165,15 @@ def test_quicklook_is_a_decimated_rgba_png_with_transparent_nodata(tmp_path: Pat
     np.testing.assert_array_equal(rgba[0, 0], [68, 1, 84, 255])
     np.testing.assert_array_equal(rgba[0, 1], [253, 231, 37, 255])
 
-    small = write_quicklook(store, card.output("fdi"), tmp_path / "small.png", max_size=100)
+    small = write_quicklook(cogs["fdi"], card.output("fdi"), tmp_path / "small.png", max_size=100)
     with Image.open(small) as im:
         step = math.ceil(445 / 100)
         assert im.size == (math.ceil(408 / step), math.ceil(445 / step)) == (82, 89)
         assert max(im.size) <= 100
+        alpha = np.array(im)[..., 3]
+    assert (alpha[8:12, 14:18] == 0).all(), "the no-data tile stays transparent when decimated"
+    alpha[6:14, 12:20] = 255
+    assert (alpha == 255).all()
     assert not list(tmp_path.glob("*.part"))
 
 
