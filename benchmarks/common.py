@@ -310,6 +310,13 @@ class SceneGrid:
         c = (w - width) // 2 // 6 * 6
         return r, c, height, width
 
+    def around(self, centre_yx: tuple[int, int], height: int, width: int) -> tuple[int, int, int, int]:
+        """A window of the given size centred on ``centre_yx`` as far as the scene allows, on the 60 m grid."""
+        h, w = self.shape_yx
+        r = min(max(centre_yx[0] - height // 2, 0), h - height) // 6 * 6
+        c = min(max(centre_yx[1] - width // 2, 0), w - width) // 6 * 6
+        return r, c, height, width
+
 
 # --------------------------------------------------------------------------- ledger and run folders
 def ledger_stages(folder: str | Path) -> dict[str, Any]:

@@ -3,8 +3,12 @@ Sentinel-2 tile (10980 x 10980 px).
 
     python -m benchmarks memory_flatness [--quick]
 
-The areas are centred windows of the tile of ``geoloom sample-data --size tile`` with sides
-2745, 5490 and 10980 px (1/16, 1/4 and all of it), each run by ``detect`` in a fresh process
+The areas are windows of the tile of ``geoloom sample-data --size tile`` with sides 2745, 5490
+and 10980 px (1/16, 1/4 and all of it), the smaller two centred on its sea (the middle of
+``scaling.SEA_WINDOW``, as far as the tile allows) so that every area runs the network: marine-debris
+decides tiles of land, cloud and cirrus over land from SCL alone, and the tile's middle is such
+a window (its 36 tiles never load the network), which would set a run without the network's
+memory against runs with it. Each is run by ``detect`` in a fresh process
 with the embedded Dask cluster (2 workers), as ``geoloom run`` runs it. Peak memory is the
 summed RSS of the whole process tree (client, nannies, workers), sampled every 0.1 s; the
 largest single process is reported too. Within one suite run the 16x run is the one the
@@ -24,6 +28,7 @@ from benchmarks.common import (
     SceneGrid, case_main, detect_child, ensure_tile_catalog, finish_report, machine_line, memory_story, new_report,
     ratio, row, sample_scene, scene_items, write_report,
 )
+from benchmarks.scaling import SEA_WINDOW
 
 CASE = "memory_flatness"
 TARGET = 1.3
@@ -42,6 +47,8 @@ def setups(quick: bool) -> list[dict[str, Any]]:
         grid = SceneGrid.from_item(scene_items(catalog)[0])
         base, extra = grid.shape_yx[0] // 4, {"runtime": "dask", "workers": 2}
         origin = None
+        row, col, height, width = SEA_WINDOW
+        sea_centre = (row + height // 2, col + width // 2)
     out = []
     for m in MULTIPLES:
         side = base * int(m**0.5)
@@ -50,7 +57,7 @@ def setups(quick: bool) -> list[dict[str, Any]]:
         elif side >= grid.shape_yx[0]:
             window = (0, 0, *grid.shape_yx)
         else:
-            window = grid.centred(side, side)
+            window = grid.around(sea_centre, side, side)
         out.append({"multiple": m, "window": list(window), "spec": {
             "region": grid.window_region(*window), "catalog": str(catalog), "crs": f"EPSG:{grid.epsg}",
             "model": MODEL, **extra}})
