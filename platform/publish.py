@@ -164,11 +164,10 @@ def write_style(store: str | Path, spec: OutputSpec, dst: str | Path, *, max_siz
 
 
 def write_quicklook(cog: str | Path, spec: OutputSpec, dst: str | Path, *, max_size: int = 1024) -> Path:
-    """A small PNG of a published layer, every n-th pixel (at most ``max_size`` a side).
-
-    Read from the layer's COG through its overviews: a few reads instead of the whole store (0.3 s
-    for a 4096 px probability layer from Zarr, 0.02 s from its COG).
-    """
+    """A small PNG of a published layer (at most ``max_size`` a side), read from its COG's overviews
+    (averaged for measured values, picked for classes and masks, as the overviews were built), then
+    every n-th pixel: a few reads instead of the whole store (0.02 s for a 4096 px probability
+    layer; 0.3 s through the Zarr store)."""
     with gdal_env(), rasterio.open(cog) as src:
         step = max(1, int(np.ceil(max(src.shape) / max_size)))
         shape = (-(-src.height // step), -(-src.width // step))
