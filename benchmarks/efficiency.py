@@ -240,6 +240,7 @@ def warm_cluster(workers: int) -> Iterator[str]:
     from distributed import Client
 
     from geoloom.runtime.executors import WORKER_ENVIRON
+    from geoloom.runtime.local_cluster import PROFILER_SETTING
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -249,7 +250,8 @@ def warm_cluster(workers: int) -> Iterator[str]:
     procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
                                "--dashboard-address", ":0"], **quiet)]
     procs += [subprocess.Popen([dask, "worker", addr, "--nworkers", "1", "--nthreads", "1", "--host", "127.0.0.1"],
-                               env={**os.environ, **WORKER_ENVIRON}, **quiet) for _ in range(workers)]
+                               env={PROFILER_SETTING: "False", **os.environ, **WORKER_ENVIRON}, **quiet)
+              for _ in range(workers)]
     try:
         with Client(addr, timeout="60s") as client:
             client.wait_for_workers(workers, timeout=120)

@@ -162,8 +162,9 @@ def test_gpu_model_without_gpu_workers_falls_back_or_fails_clearly(sample_catalo
                   runtime="in-process", gpu="requires")
 
 
-def compose_commands(port: int) -> dict[str, list[str]]:
-    """The service commands of docker-compose.yml, pointed at loopback instead of the compose network."""
+def compose_commands(port: int) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """The service commands of docker-compose.yml, pointed at loopback instead of the compose network,
+    and the environment its services share (its Dask and malloc settings; the paths are the image's)."""
     import yaml
 
     compose = yaml.safe_load((Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text())
@@ -174,18 +175,20 @@ def compose_commands(port: int) -> dict[str, list[str]]:
                .replace(":8787", ":0").replace("8786", str(port)) for c in cmd]
         cmd[0] = str(BIN / cmd[0])
         out[name] = cmd
-    return out
+    shared = compose["x-geoloom"]["environment"]
+    env = {**os.environ, **{k: str(v) for k, v in shared.items() if k.startswith(("DASK_", "MALLOC_"))}}
+    return out, env
 
 
 def test_docker_compose_services_run_a_job_and_survive_a_killed_worker(sample_catalog, tmp_path):
     port = free_port()
-    cmds = compose_commands(port)
+    cmds, env = compose_commands(port)
     assert "--resources" in cmds["gpu-worker"] and "GPU=1" in cmds["gpu-worker"]
-    procs = [subprocess.Popen(cmds["scheduler"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    procs = [subprocess.Popen(cmds["scheduler"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     try:
         time.sleep(1.5)
         for name in ("cpu-worker", "cpu-worker", "gpu-worker"):
-            procs.append(subprocess.Popen(cmds[name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            procs.append(subprocess.Popen(cmds[name], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         from distributed import Client
 
         with Client(f"tcp://127.0.0.1:{port}", timeout="30s") as client:
@@ -193,6 +196,9 @@ def test_docker_compose_services_run_a_job_and_survive_a_killed_worker(sample_ca
             info = client.scheduler_info()["workers"]
             assert sum((w.get("resources") or {}).get("GPU", 0) for w in info.values()) == 1
             pids = client.run(os.getpid)
+            import dask.config
+
+            assert set(client.run(dask.config.get, "distributed.worker.profile.enabled").values()) == {False}
         fn = slow_smooth_factory(0.2)
         ref = map_tiles("sample-bay", fn, bands=["nir"], halo=2, tile_size=64, catalog=sample_catalog,
                         out=tmp_path / "ref", runtime="in-process")
@@ -222,16 +228,35 @@ def _malloc_settings() -> tuple[str | None, str | None]:
     return os.environ.get("MALLOC_MMAP_THRESHOLD_"), os.environ.get("MALLOC_TRIM_THRESHOLD_")
 
 
-def test_embedded_workers_keep_tile_arrays_on_the_heap():
-    """Dask's trim setting alone turns every tile-sized array into a fresh mmap (2x slower reads)."""
-    from geoloom.runtime.executors import WORKER_ENVIRON, DaskExecutor
+def _worker_profiler(dask_worker) -> tuple[bool, bool]:
+    import dask.config
 
+    return dask.config.get("distributed.worker.profile.enabled"), "profile" in dask_worker.periodic_callbacks
+
+
+def test_embedded_workers_keep_tile_arrays_on_the_heap_and_run_without_the_profiler(monkeypatch):
+    """Dask's trim setting alone turns every tile-sized array into a fresh mmap (2x slower reads); its
+    statistical profiler stalls each task every 10 ms. A user's own setting turns the profiler back on."""
+    from geoloom.runtime.executors import WORKER_ENVIRON, DaskExecutor
+    from geoloom.runtime.local_cluster import PROFILER_SETTING
+
+    monkeypatch.delenv(PROFILER_SETTING, raising=False)
     ex = DaskExecutor(workers=1)
     try:
         seen = list(ex.client.run(_malloc_settings).values())
+        profiler = list(ex.client.run(_worker_profiler).values())
     finally:
         ex.close()
     assert seen == [(WORKER_ENVIRON["MALLOC_MMAP_THRESHOLD_"], "65536")]
+    assert profiler == [(False, False)]
+
+    monkeypatch.setenv(PROFILER_SETTING, "True")
+    ex = DaskExecutor(workers=1)
+    try:
+        profiler = list(ex.client.run(_worker_profiler).values())
+    finally:
+        ex.close()
+    assert profiler == [(True, True)]
 
 
 def test_gpu_count_without_torch_follows_the_driver_and_cuda_visible_devices(monkeypatch, tmp_path):
