@@ -220,11 +220,23 @@ class DaskExecutor:
                                   workers=[where] if where else None, allow_other_workers=where is not None)
 
     def close(self) -> None:
-        """Close the client and the local cluster if this executor started them."""
+        """Close the client and the local cluster if this executor started them; the workers of a
+        local cluster that run no task are killed rather than asked to exit (their output is written)."""
+        if self._own_cluster is not None and self._idle():
+            from geoloom.runtime.local_cluster import end_quickly
+
+            end_quickly(self._own_cluster)
         if self._own_client:
             self.client.close()
         if self._own_cluster is not None:
             self._own_cluster.close()
+
+    def _idle(self) -> bool:
+        """Whether the scheduler knows of no task on any worker (False when it cannot be asked)."""
+        try:
+            return not any(self.client.processing().values())
+        except Exception:
+            return False
 
 
 def take_turns(i: int) -> int:

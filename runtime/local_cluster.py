@@ -80,6 +80,8 @@ def _spec_worker_class() -> Any:
             self._process: asyncio.subprocess.Process | None = None
             self._watcher: asyncio.Task | None = None
             self._closing = False
+            #: Set when the worker holds no task: it is then killed, not asked to exit (see :func:`end_quickly`).
+            self.quick_exit = False
 
         async def _launch(self) -> None:
             cmd = [sys.executable, "-m", "distributed.cli.dask_spec", self.scheduler,
@@ -107,7 +109,10 @@ def _spec_worker_class() -> Any:
             if self._watcher is not None:
                 self._watcher.cancel()
             proc = self._process
-            if proc is not None and proc.returncode is None:
+            if proc is not None and proc.returncode is None and self.quick_exit:
+                proc.kill()
+                await proc.wait()
+            elif proc is not None and proc.returncode is None:
                 proc.terminate()  # dask spec closes the worker on SIGTERM
                 try:
                     await asyncio.wait_for(proc.wait(), CLOSE_GRACE_S)
@@ -149,3 +154,12 @@ def start_local_cluster(n_workers: int, *, gpus: int = 0, dashboard: bool = Fals
         raise RunError(f"the local Dask workers did not start within {timeout_s:.0f} s; "
                        "see the messages above, or use --runtime in-process") from None
     return cluster, client
+
+
+def end_quickly(cluster: Any) -> None:
+    """Have ``cluster.close()`` kill its worker processes rather than ask them to exit. For workers
+    that hold no task: whatever they wrote is on disk already, and an orderly exit (tearing down a
+    worker's imports and heap) took 0.5 s and 0.5 CPU-s per worker."""
+    for worker in getattr(cluster, "workers", {}).values():
+        if hasattr(worker, "quick_exit"):
+            worker.quick_exit = True
