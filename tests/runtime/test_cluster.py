@@ -278,13 +278,17 @@ def _malloc_settings() -> tuple[str | None, str | None]:
     return os.environ.get("MALLOC_MMAP_THRESHOLD_"), os.environ.get("MALLOC_TRIM_THRESHOLD_")
 
 
+def _tile_code_imported() -> bool:
+    return "geoloom.runtime.tasks" in sys.modules
+
+
 def _worker_profiler(dask_worker) -> tuple[bool, bool]:
     import dask.config
 
     return dask.config.get("distributed.worker.profile.enabled"), "profile" in dask_worker.periodic_callbacks
 
 
-def test_embedded_workers_keep_tile_arrays_on_the_heap_and_run_without_the_profiler(monkeypatch):
+def test_embedded_workers_keep_tile_arrays_on_the_heap_run_without_the_profiler_and_import_early(monkeypatch):
     """Dask's trim setting alone turns every tile-sized array into a fresh mmap (2x slower reads); its
     statistical profiler stalls each task every 10 ms. A user's own setting turns the profiler back on."""
     from geoloom.runtime.executors import WORKER_ENVIRON, DaskExecutor
@@ -295,10 +299,15 @@ def test_embedded_workers_keep_tile_arrays_on_the_heap_and_run_without_the_profi
     try:
         seen = list(ex.client.run(_malloc_settings).values())
         profiler = list(ex.client.run(_worker_profiler).values())
+        deadline = time.time() + 60  # the tile code imports on a thread as the worker starts, before any task
+        while not all(ex.client.run(_tile_code_imported).values()) and time.time() < deadline:
+            time.sleep(0.1)
+        imported = list(ex.client.run(_tile_code_imported).values())
     finally:
         ex.close()
     assert seen == [(WORKER_ENVIRON["MALLOC_MMAP_THRESHOLD_"], "65536")]
     assert profiler == [(False, False)]
+    assert imported == [True]
 
     monkeypatch.setenv(PROFILER_SETTING, "True")
     ex = DaskExecutor(workers=1)
