@@ -51,16 +51,21 @@ def start_ui(catalog: Path, runs: Path, log: Path, *, service: str | None = None
     return proc, url
 
 
-def workers_of(root: psutil.Process) -> int:
+def worker_processes(root: psutil.Process) -> list[psutil.Process]:
     """Dask worker processes below ``root`` (the embedded cluster's ``dask spec`` workers)."""
-    n = 0
+    found = []
     for p in root.children(recursive=True):
         try:
             if "distributed.cli.dask_spec" in " ".join(p.cmdline()):
-                n += 1
+                found.append(p)
         except psutil.Error:
             pass
-    return n
+    return found
+
+
+def workers_of(root: psutil.Process) -> int:
+    """How many Dask worker processes run below ``root``."""
+    return len(worker_processes(root))
 
 
 def ledger_lines(folder: Path) -> int:
@@ -199,21 +204,34 @@ def test_the_ui_server_killed_mid_run_loses_nothing(ui_catalog: Path, tmp_path: 
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
             page = browser.new_context(viewport={"width": 1500, "height": 1000}).new_page()
+            paused: list[psutil.Process] = []
             try:
                 prepare_run(page, url + "/?user=carol", 16)
                 page.get_by_role("button", name="Run fdi").click()
                 folder = run_folder(page)
                 while ledger_lines(folder) < 3:
                     time.sleep(0.05)
+                # the service's workers pause while the web server is down and comes back, so that the job
+                # is still running when the page reloads however fast its tiles go
+                paused = worker_processes(psutil.Process(service.pid))
+                assert paused
+                for w in paused:
+                    w.suspend()
                 os.killpg(proc.pid, signal.SIGKILL)  # the web server dies mid-run
                 proc.wait(10)
                 assert not (folder / "run.json").exists(), "the run ended before the UI was killed; use more tiles"
                 proc, url = start_ui(ui_catalog, runs, tmp_path / "ui.log", service=service_url, port=ui_port)
                 page.reload(wait_until="domcontentloaded")
                 # the reloaded page finds carol's job still running on the service, follows it to its end
+                assert run_folder(page).resolve() == folder.resolve()
+                for w in paused:
+                    w.resume()
+                paused = []
                 expect(page.get_by_text("Run finished", exact=False)).to_be_visible(timeout=240_000)
                 shot(page, "after-ui-restart")
             finally:
+                for w in paused:
+                    w.resume()
                 browser.close()
         job = next(j for j in client.jobs() if Path(j.out).resolve() == folder.resolve())
         assert job.state == "done" and job.user == "carol"
