@@ -159,7 +159,11 @@ def start_local_cluster(n_workers: int, *, gpus: int = 0, dashboard: bool = Fals
 def end_quickly(cluster: Any) -> None:
     """Have ``cluster.close()`` kill its worker processes rather than ask them to exit. For workers
     that hold no task: whatever they wrote is on disk already, and an orderly exit (tearing down a
-    worker's imports and heap) took 0.5 s and 0.5 CPU-s per worker."""
+    worker's imports and heap) took 0.5 s and 0.5 CPU-s per worker. The scheduler may still be
+    writing to a worker as it goes: Dask notes that, at INFO with a traceback, on the
+    ``distributed.batched`` logger (its only other message, a failed write, is an ERROR), so that
+    logger is set to WARNING."""
+    logging.getLogger("distributed.batched").setLevel(logging.WARNING)
     for worker in getattr(cluster, "workers", {}).values():
         if hasattr(worker, "quick_exit"):
             worker.quick_exit = True

@@ -200,6 +200,9 @@ def test_idle_embedded_workers_are_killed_at_close_busy_ones_asked_to_exit():
     ex.close()
     assert [p.returncode for p in procs] == [-signal.SIGKILL] * 2
     assert not _worker_processes()
+    import logging  # the scheduler's note about a cut stream to a killed worker stays out of the user's terminal
+
+    assert logging.getLogger("distributed.batched").getEffectiveLevel() >= logging.WARNING
 
     ex = DaskExecutor(workers=1)
     busy = ex.client.submit(_wait, 2.0)
