@@ -6,6 +6,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
@@ -45,3 +46,23 @@ def geoloom_cli() -> list[str]:
     if not exe.exists():
         exe = Path(shutil.which("geoloom") or "geoloom")
     return [str(exe)]
+
+
+def _dask_workers_below(root: Any = None) -> list[Any]:
+    """The embedded clusters' Dask worker processes (``dask spec``) below ``root`` (default: this process)."""
+    import psutil
+
+    found = []
+    for p in (root or psutil.Process()).children(recursive=True):
+        try:
+            if "distributed.cli.dask_spec" in " ".join(p.cmdline()):
+                found.append(p)
+        except psutil.Error:
+            pass
+    return found
+
+
+@pytest.fixture(scope="session")
+def dask_workers_below() -> Callable[..., list[Any]]:
+    """``dask_workers_below(root=None)``: the Dask worker processes below a process (default: this one)."""
+    return _dask_workers_below

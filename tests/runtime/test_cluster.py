@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import xarray as xr
@@ -163,25 +162,12 @@ def test_gpu_model_without_gpu_workers_falls_back_or_fails_clearly(sample_catalo
                   runtime="in-process", gpu="requires")
 
 
-def _worker_processes() -> list[Any]:
-    import psutil
-
-    out = []
-    for p in psutil.Process().children(recursive=True):
-        try:
-            if "distributed.cli.dask_spec" in " ".join(p.cmdline()):
-                out.append(p)
-        except psutil.NoSuchProcess:
-            pass
-    return out
-
-
 @pytest.mark.parametrize("per_date", [False, True])
-def test_no_worker_of_an_embedded_cluster_outlives_its_run(sample_catalog, tmp_path, per_date):
+def test_no_worker_of_an_embedded_cluster_outlives_its_run(sample_catalog, tmp_path, per_date, dask_workers_below):
     run = detect("sample-bay", catalog=sample_catalog, out=tmp_path / "run", workers=2, progress=False,
                  per_date=per_date, **({} if per_date else {"start": "2024-01-09", "end": "2024-01-09"}))
     assert run.tiles.done == run.tiles.total > 0
-    assert not _worker_processes()
+    assert not dask_workers_below()
 
 
 def _wait(seconds: float) -> float:
@@ -189,7 +175,7 @@ def _wait(seconds: float) -> float:
     return seconds
 
 
-def test_idle_embedded_workers_are_killed_at_close_busy_ones_asked_to_exit():
+def test_idle_embedded_workers_are_killed_at_close_busy_ones_asked_to_exit(dask_workers_below):
     """Idle workers have written all they will write: killing them spares 0.5 s of teardown each.
     A worker still running a task gets SIGTERM, and Dask's orderly exit."""
     from geoloom.runtime.executors import DaskExecutor
@@ -199,7 +185,7 @@ def test_idle_embedded_workers_are_killed_at_close_busy_ones_asked_to_exit():
     procs = [w._process for w in ex._own_cluster.workers.values()]
     ex.close()
     assert [p.returncode for p in procs] == [-signal.SIGKILL] * 2
-    assert not _worker_processes()
+    assert not dask_workers_below()
     import logging  # the scheduler's note about a cut stream to a killed worker stays out of the user's terminal
 
     assert logging.getLogger("distributed.batched").getEffectiveLevel() >= logging.WARNING
@@ -212,7 +198,7 @@ def test_idle_embedded_workers_are_killed_at_close_busy_ones_asked_to_exit():
     procs = [w._process for w in ex._own_cluster.workers.values()]
     ex.close()
     assert busy is not None and procs[0].returncode != -signal.SIGKILL
-    assert not _worker_processes()
+    assert not dask_workers_below()
 
 
 def compose_commands(port: int) -> tuple[dict[str, list[str]], dict[str, str]]:

@@ -51,23 +51,6 @@ def start_ui(catalog: Path, runs: Path, log: Path, *, service: str | None = None
     return proc, url
 
 
-def worker_processes(root: psutil.Process) -> list[psutil.Process]:
-    """Dask worker processes below ``root`` (the embedded cluster's ``dask spec`` workers)."""
-    found = []
-    for p in root.children(recursive=True):
-        try:
-            if "distributed.cli.dask_spec" in " ".join(p.cmdline()):
-                found.append(p)
-        except psutil.Error:
-            pass
-    return found
-
-
-def workers_of(root: psutil.Process) -> int:
-    """How many Dask worker processes run below ``root``."""
-    return len(worker_processes(root))
-
-
 def ledger_lines(folder: Path) -> int:
     f = folder / "ledger.jsonl"
     return len(f.read_text().splitlines()) if f.exists() else 0
@@ -109,7 +92,8 @@ def same_pixels(a: Path, b: Path) -> None:
         np.testing.assert_array_equal(da[name].values, db[name].values, err_msg=name)
 
 
-def test_two_analysts_run_at_once_on_one_cluster(ui_catalog: Path, tmp_path: Path, geoloom_cli) -> None:
+def test_two_analysts_run_at_once_on_one_cluster(ui_catalog: Path, tmp_path: Path, geoloom_cli,
+                                                  dask_workers_below) -> None:
     pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed (pip install -e '.[test]')")
     from playwright.sync_api import expect, sync_playwright
 
@@ -144,7 +128,7 @@ def test_two_analysts_run_at_once_on_one_cluster(ui_catalog: Path, tmp_path: Pat
                 while time.monotonic() < deadline:
                     if a_when_b_started is None and ledger_lines(b) >= 1:
                         a_when_b_started = ledger_lines(a)
-                    most_workers = max(most_workers, workers_of(ui))
+                    most_workers = max(most_workers, len(dask_workers_below(ui)))
                     if (a / "run.json").exists() and (b / "run.json").exists():
                         break
                     time.sleep(0.05)
@@ -176,7 +160,8 @@ def _service_url(log: Path) -> str:
     return m.group(1)
 
 
-def test_the_ui_server_killed_mid_run_loses_nothing(ui_catalog: Path, tmp_path: Path, geoloom_cli) -> None:
+def test_the_ui_server_killed_mid_run_loses_nothing(ui_catalog: Path, tmp_path: Path, geoloom_cli,
+                                                    dask_workers_below) -> None:
     pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed (pip install -e '.[test]')")
     from playwright.sync_api import expect, sync_playwright
 
@@ -213,7 +198,7 @@ def test_the_ui_server_killed_mid_run_loses_nothing(ui_catalog: Path, tmp_path: 
                     time.sleep(0.05)
                 # the service's workers pause while the web server is down and comes back, so that the job
                 # is still running when the page reloads however fast its tiles go
-                paused = worker_processes(psutil.Process(service.pid))
+                paused = dask_workers_below(psutil.Process(service.pid))
                 assert paused
                 for w in paused:
                     w.suspend()
