@@ -21,13 +21,11 @@ tiles stay seamless.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import ndimage
 
-__all__ = ["BACKGROUND_PX", "CONTEXT_PX", "NIR_SUPPORT_MIN", "nir_contrast", "nir_supported"]
+__all__ = ["BACKGROUND_PX", "CONTEXT_PX", "NIR_SUPPORT_MIN", "nir_contrast", "nir_supported", "window_nanmedian"]
 
 #: Chosen on the generated validation scenes (12 scenes of 384 px) as a ratio that costs their debris
 #: F1 nothing (0.913 with and without the check; recall -0.6 points, precision +0.7).
@@ -40,16 +38,27 @@ CONTEXT_PX = BACKGROUND_PX // 2 + 1
 _CHUNK = 20_000
 
 
+def window_nanmedian(windows: np.ndarray) -> np.ndarray:
+    """``np.nanmedian(windows, axis=1)``, the same values, several times faster on rows of a few hundred
+    values: each row is sorted (NaN sort last) and its median read at the middle of its valid part;
+    NaN for a row with no valid value."""
+    ordered = np.sort(windows, axis=1)
+    valid = windows.shape[1] - np.isnan(windows).sum(axis=1)
+    rows = np.arange(len(windows))
+    lo, hi = ordered[rows, np.maximum(valid - 1, 0) // 2], ordered[rows, valid // 2]  # the same for an odd count
+    out = (lo + hi) / np.asarray(2, windows.dtype)
+    out[valid == 0] = np.nan
+    return out
+
+
 def _background(band: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
     """Median of the BACKGROUND_PX window around each (y, x), ignoring no-data (NaN)."""
     padded = np.pad(band.astype(np.float32, copy=False), BACKGROUND_PX // 2, mode="symmetric")
     view = sliding_window_view(padded, (BACKGROUND_PX, BACKGROUND_PX))
     out = np.empty(len(ys), np.float32)
-    with warnings.catch_warnings():  # an all-NaN window gives NaN, which is what is wanted
-        warnings.simplefilter("ignore", RuntimeWarning)
-        for i in range(0, len(ys), _CHUNK):
-            windows = view[ys[i:i + _CHUNK], xs[i:i + _CHUNK]].reshape(-1, BACKGROUND_PX * BACKGROUND_PX)
-            out[i:i + _CHUNK] = np.nanmedian(windows, axis=1)
+    for i in range(0, len(ys), _CHUNK):
+        windows = view[ys[i:i + _CHUNK], xs[i:i + _CHUNK]].reshape(-1, BACKGROUND_PX * BACKGROUND_PX)
+        out[i:i + _CHUNK] = window_nanmedian(windows)
     return out
 
 

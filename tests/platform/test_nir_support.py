@@ -3,11 +3,13 @@ alone go, and the check gives the same answer on a tile as on the whole scene.""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import ndimage
 
 from geoloom.platform.models.marine_debris_card import HALO
-from geoloom.platform.models.nir_support import CONTEXT_PX, nir_supported
+from geoloom.platform.models.nir_support import BACKGROUND_PX, CONTEXT_PX, nir_supported, window_nanmedian
 
 
 def _water(seed: int, shape: tuple[int, int] = (120, 120), noise: float = 0.0015) -> np.ndarray:
@@ -69,3 +71,19 @@ def test_a_tile_gives_the_whole_scene_answer_inside_the_halo():
                          candidates[y0 - HALO:y1 + HALO, x0 - HALO:x1 + HALO])
     assert np.array_equal(tile[HALO:-HALO, HALO:-HALO], whole[y0:y1, x0:x1])
     assert 0 < whole.sum() < candidates.sum()  # the check decided some both ways
+
+
+def test_the_window_median_is_numpys_nanmedian_to_the_bit():
+    rng = np.random.default_rng(8)
+    windows = rng.normal(0.03, 0.002, (400, BACKGROUND_PX * BACKGROUND_PX)).astype(np.float32)
+    windows[100:200] = np.round(windows[100:200], 3)  # ties
+    for i, share in enumerate((0.01, 0.2, 0.5, 0.99)):  # no data in part of the window: odd and even counts
+        rows = slice(200 + 50 * i, 250 + 50 * i)
+        windows[rows][rng.random(windows[rows].shape) < share] = np.nan
+    windows[399] = np.nan  # a window without data
+    with warnings.catch_warnings():  # numpy warns of the window without data
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = np.nanmedian(windows, axis=1)
+    got = window_nanmedian(windows)
+    assert got.dtype == np.float32 and np.isnan(got[399])
+    assert np.array_equal(got, expected, equal_nan=True)
