@@ -31,11 +31,12 @@ def composite_tile(
     SCL (classified from the bands where a scene has none, :mod:`geoloom.platform.band_masks`);
     where no scene is clear, the least cloudy scene with data. Returns the dataset
     (float32 variables, NaN = no data, plus ``scene_index`` int16, -1 = none) and the
-    number of pixels each scene contributed.
+    number of pixels each scene contributed. Where one scene gives every pixel, the dataset holds the
+    arrays ``read`` returned (unchanged), not copies.
     """
     h, w = geobox.shape.yx
     pick = np.full((h, w), -1, dtype=np.int16)
-    values = {b: np.full((h, w), np.nan, dtype=np.float32) for b in bands}
+    values: dict[str, np.ndarray] = {}  # filled by take(); a band no scene gave stays NaN
     used: dict[str, int] = {}
     fallback_candidates: list[int] = []
     kept: dict[tuple[int, str], np.ndarray] = {}  # bands of fallback candidates, read once per tile
@@ -54,8 +55,15 @@ def composite_tile(
         return arr
 
     def take(i: int, where: np.ndarray, keep: bool = False) -> None:
+        whole = bool(where.all())  # the usual tile: one scene clear everywhere; its bands are the composite
         for b in bands:
-            np.copyto(values[b], band(i, b, keep), where=where)
+            arr = band(i, b, keep)
+            if whole:
+                values[b] = arr.astype(np.float32, copy=False)  # never written to below: the caller's array stays as read
+            else:
+                if b not in values:
+                    values[b] = np.full((h, w), np.nan, dtype=np.float32)
+                np.copyto(values[b], arr, where=where)
         pick[where] = i
         used[scenes[i].id] = used.get(scenes[i].id, 0) + int(where.sum())
 
@@ -92,11 +100,15 @@ def composite_tile(
             if (pick >= 0).all():
                 break
 
+    for b in bands:
+        if b not in values:
+            values[b] = np.full((h, w), np.nan, dtype=np.float32)
     # a pixel counts only when every band has data there
     complete = np.logical_and.reduce([np.isfinite(v) for v in values.values()])
-    for b in bands:
-        values[b][~complete] = np.nan
-    pick[~complete] = -1
+    if not complete.all():
+        for b in bands:
+            values[b] = np.where(complete, values[b], np.float32(np.nan))
+        pick[~complete] = -1
     ds = xr.Dataset(
         {b: (("y", "x"), values[b]) for b in bands} | {"scene_index": (("y", "x"), pick)},
         coords=geobox_coords(geobox),

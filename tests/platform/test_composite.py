@@ -66,3 +66,18 @@ def test_a_plan_lists_scenes_most_recent_first_ties_by_id_whatever_order_they_co
         assert [s.id for s in plan.scenes] == ["d", "b", "a", "c"]
         assert all(t.scene_ids == ("d", "b", "a", "c") for t in plan.tiles)
     assert len({p.token for p in plans}) == 1
+
+
+def test_a_scene_clear_everywhere_is_the_composite_and_what_was_read_stays_as_read():
+    scene = _scene("only", 5.0)
+    band = {"scl": np.full((4, 4), WATER, np.float32), "red": np.full((4, 4), 1.0, np.float32),
+            "nir": np.full((4, 4), 10.0, np.float32)}
+    band["nir"][2, 3] = np.nan  # one pixel without NIR: no band counts there
+    cached = {k: v.copy() for k, v in band.items()}
+
+    ds, used = composite_tile([scene], ("red", "nir", "scl"), GEOBOX, lambda sc, b, gb: cached[b])
+    assert np.isnan(ds["red"].values[2, 3]) and ds["scene_index"].values[2, 3] == -1
+    assert np.nansum(ds["red"].values) == 15 and (ds["scene_index"].values >= 0).sum() == 15
+    for k in band:  # the reader's arrays (a cache, say) were not written to
+        np.testing.assert_array_equal(cached[k], band[k])
+    assert used == {"only": 16}
