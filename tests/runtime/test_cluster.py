@@ -263,8 +263,26 @@ def test_docker_compose_services_run_a_job_and_survive_a_killed_worker(sample_ca
                 p.kill()
 
 
-def _malloc_settings() -> tuple[str | None, str | None]:
-    return os.environ.get("MALLOC_MMAP_THRESHOLD_"), os.environ.get("MALLOC_TRIM_THRESHOLD_")
+def _malloc_settings() -> tuple[str | None, ...]:
+    return tuple(os.environ.get(f"MALLOC_{k}_") for k in ("MMAP_THRESHOLD", "TRIM_THRESHOLD", "TOP_PAD"))
+
+
+def _page_faults_per_tile(tiles: int = 4) -> list[int]:
+    """Minor page faults of this thread for each of ``tiles`` rounds of tile-sized work: 13 bands of a 560 px
+    tile, their 12-band stack and a product, all freed at the end of the round as a tile's arrays are."""
+    import resource
+
+    import numpy as np
+
+    faults = []
+    for _ in range(tiles):
+        before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+        bands = [np.ones((560, 560), np.float32) for _ in range(13)]
+        stack = np.stack(bands[:12])
+        product = stack * 2
+        del bands, stack, product
+        faults.append(resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before)
+    return faults
 
 
 def _tile_code_imported() -> bool:
@@ -278,8 +296,9 @@ def _worker_profiler(dask_worker) -> tuple[bool, bool]:
 
 
 def test_embedded_workers_keep_tile_arrays_on_the_heap_run_without_the_profiler_and_import_early(monkeypatch):
-    """Dask's trim setting alone turns every tile-sized array into a fresh mmap (2x slower reads); its
-    statistical profiler stalls each task every 10 ms. A user's own setting turns the profiler back on."""
+    """Dask's trim setting alone turns every tile-sized array into a fresh mmap (2x slower reads) and hands
+    a tile's pages back to the system for the next tile to fault in again; its statistical profiler
+    stalls each task every 10 ms. A user's own setting turns the profiler back on."""
     from geoloom.runtime.executors import WORKER_ENVIRON, DaskExecutor
     from geoloom.runtime.local_cluster import PROFILER_SETTING
 
@@ -287,6 +306,7 @@ def test_embedded_workers_keep_tile_arrays_on_the_heap_run_without_the_profiler_
     ex = DaskExecutor(workers=1)
     try:
         seen = list(ex.client.run(_malloc_settings).values())
+        faults = list(ex.client.run(_page_faults_per_tile).values())[0]
         profiler = list(ex.client.run(_worker_profiler).values())
         deadline = time.time() + 60  # the tile code imports on a thread as the worker starts, before any task
         while not all(ex.client.run(_tile_code_imported).values()) and time.time() < deadline:
@@ -294,7 +314,9 @@ def test_embedded_workers_keep_tile_arrays_on_the_heap_run_without_the_profiler_
         imported = list(ex.client.run(_tile_code_imported).values())
     finally:
         ex.close()
-    assert seen == [(WORKER_ENVIRON["MALLOC_MMAP_THRESHOLD_"], "65536")]
+    assert seen == [(WORKER_ENVIRON["MALLOC_MMAP_THRESHOLD_"], "65536", WORKER_ENVIRON["MALLOC_TOP_PAD_"])]
+    # the first tile faults its pages in (about 4,000); the next ones reuse them (4,000 each without the pad)
+    assert faults[0] > 2000 and max(faults[1:]) < faults[0] / 10, faults
     assert profiler == [(False, False)]
     assert imported == [True]
 
