@@ -60,7 +60,8 @@ def run_detect(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_detect_warm(spec: dict[str, Any]) -> dict[str, Any]:
-    """``run_detect`` on a running cluster of ``spec["workers"]`` workers, each with the model loaded."""
+    """``run_detect`` on a running cluster of ``spec["workers"]`` workers, each with the model loaded warm
+    (run once, as the job service's workers are when it starts)."""
     from geoloom.runtime.executors import WORKER_ENVIRON
     from geoloom.runtime.local_cluster import start_local_cluster
 
@@ -68,7 +69,7 @@ def run_detect_warm(spec: dict[str, Any]) -> dict[str, Any]:
     cluster, client = start_local_cluster(int(spec["workers"]), gpus=0, dashboard=False, environ=WORKER_ENVIRON)
     try:
         client.run(_import_tile_code)
-        client.run(_load_model, spec["model"])
+        client.run(_warm_model, spec["model"])
         warm_s = time.perf_counter() - t0
         out = run_detect({**{k: v for k, v in spec.items() if k not in ("warm", "workers")},
                           "cluster": client.scheduler.address})
@@ -112,11 +113,19 @@ def _import_tile_code() -> None:
 
 
 def _load_model(name: str) -> None:
+    """Load the model as a cold run's first tile does (the network included)."""
     from geoloom.runtime.model_cache import ModelSpec, load_model
 
     model = load_model(ModelSpec(name))
     if hasattr(model, "network"):
         model.network()
+
+
+def _warm_model(name: str) -> None:
+    """Load the model warm, as the job service's workers are when it starts (``warm_worker``)."""
+    from geoloom.runtime.model_cache import ModelSpec, warm_model
+
+    warm_model(ModelSpec(name))
 
 
 def main() -> None:

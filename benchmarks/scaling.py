@@ -12,7 +12,7 @@ and its stored report),
 set against the tiles per second the real runs reach.
 
 Both on a cold start (each run starts its embedded cluster: worker processes, imports, model load)
-and warm (each run goes to a cluster of that many workers started before it, the model loaded on
+and warm (each run goes to a cluster of that many workers started before it, the model loaded warm on
 every worker, as the job service keeps one; the clock runs over ``detect`` alone). ``--quick``: a 256 x 512 px window of a
 sample scene in 256 px tiles (2 tiles).
 """

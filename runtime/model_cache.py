@@ -55,6 +55,16 @@ def load_model(spec: ModelSpec) -> Model:
         return model
 
 
+def warm_model(spec: ModelSpec) -> Model:
+    """Load ``spec``'s model in this process and, where the model can (``warm_up``), run it once, so
+    that the first tile a worker takes costs what every later one does."""
+    model = load_model(spec)
+    warm_up = getattr(model, "warm_up", None)
+    if callable(warm_up):
+        warm_up()
+    return model
+
+
 def _limit_threads() -> None:
     """Keep a torch already loaded to the worker's share of cores (Dask sets OMP_NUM_THREADS in its
     workers; torch and ONNX Runtime loaded later read it themselves). Never imports torch: a CPU

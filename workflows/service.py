@@ -21,7 +21,7 @@ from geoloom.platform.errors import GeoloomError, OutputError, RunError
 from geoloom.runtime.executors import ClusterInfo, DaskExecutor, take_turns
 from geoloom.runtime.progress import Progress
 from geoloom.workflows.jobs_db import JobRecord, JobStore, now_utc
-from geoloom.workflows.request import RunRequest
+from geoloom.workflows.request import DEFAULT_MODEL, RunRequest
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,10 @@ class JobService:
         """Start (or connect to) the cluster, put jobs a killed service left running back in the queue,
         and start taking jobs; returns what the cluster offers."""
         self._executor = DaskExecutor(self.scheduler, workers=self.workers)
-        self._executor.client.run(warm_worker)  # the first tile of the first job need not wait for imports
+        # the first tile of the first job need not wait for imports, nor for the default model's first run
+        for address, why in self._executor.client.run(warm_worker).items():
+            if why:
+                log.warning("worker %s could not warm %s: %s", address, DEFAULT_MODEL, why)
         for job in self.store.list(states=("running",)):
             self.store.update(job.id, state="queued")  # keeps ``started``: the job resumes from its ledger
         self._dispatcher = threading.Thread(target=self._dispatch, name="geoloom-jobs", daemon=True)
@@ -216,9 +219,21 @@ class _ProgressWriter:
         self.computed = computed
 
 
-def warm_worker() -> None:
-    """Import what a tile task needs, in a worker (run once per worker when the service starts)."""
+def warm_worker(model: str | None = DEFAULT_MODEL) -> str | None:
+    """Import what a tile task needs and load ``model`` warm (see ``warm_model``), in a worker (run once
+    per worker when the service starts); returns why the model could not be warmed, or None. A model
+    that fails here fails again, with its own message, in the job that asks for it."""
     import geoloom.runtime.tasks  # noqa: F401
+
+    if model is None:
+        return None
+    from geoloom.runtime.model_cache import ModelSpec, warm_model
+
+    try:
+        warm_model(ModelSpec(model))
+    except Exception as exc:  # noqa: BLE001 - warming is an optimisation; the job reports the error
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return None
 
 
 def _holds_run(out: Path, run_id: str) -> bool:

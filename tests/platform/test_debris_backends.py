@@ -93,3 +93,23 @@ def test_backend_errors_are_one_line(tmp_path):
     with pytest.raises(ModelError, match="no ONNX export"):
         MarineDebrisModel(weights=weights, card_file=CARD_FILE, backend="onnxruntime").network()
     assert MarineDebrisModel(weights=weights, card_file=CARD_FILE).network().name == "torch-cpu"
+
+
+def test_a_warmed_model_meets_its_first_tile_with_its_buffers_allocated():
+    """``warm_up`` (what the job service runs in each worker when it starts) runs the network once on a
+    whole tile's window: the first tile then takes a tenth of the fresh pages that a cold model's does."""
+    import resource
+
+    def faults_of_first_tile(model: MarineDebrisModel) -> int:
+        side = model.card.tile_size + 2 * model.card.halo
+        x = np.full((1, len(REFLECTANCE_BANDS), side, side), 0.05, np.float32)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        model.probability(x)
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    cold = MarineDebrisModel(device="cpu")
+    cold.network()
+    warm = MarineDebrisModel(device="cpu")
+    warm.warm_up()
+    cold_faults, warm_faults = faults_of_first_tile(cold), faults_of_first_tile(warm)
+    assert cold_faults > 5_000 and warm_faults < cold_faults / 10, (cold_faults, warm_faults)

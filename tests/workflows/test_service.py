@@ -119,6 +119,14 @@ def service(geoloom_cli, tmp_path_factory):
     svc.stop()
 
 
+def test_the_service_starts_its_workers_with_the_default_model_loaded(service):
+    """Before any job: each worker holds marine-debris on ONNX Runtime (run once, see ``warm_worker``)."""
+    workers = service.workers()
+    assert len(workers) == 2
+    for p in workers:
+        assert any("onnxruntime" in m.path for m in p.memory_maps()), p.pid
+
+
 def test_two_jobs_take_turns_on_one_cluster_and_equal_direct_runs(service, geoloom_cli, sample_catalog, refs, tmp_path):
     assert len(service.workers()) == 2
     a = submit("sample-bay", model="fdi", catalog=sample_catalog, out=tmp_path / "a", tile_size=32, service=service.url)
