@@ -71,12 +71,25 @@ def run_detect_warm(spec: dict[str, Any]) -> dict[str, Any]:
         client.run(_import_tile_code)
         client.run(_warm_model, spec["model"])
         warm_s = time.perf_counter() - t0
+        before, own_before = client.run(_cpu_and_faults), _cpu_and_faults()
         out = run_detect({**{k: v for k, v in spec.items() if k not in ("warm", "workers")},
                           "cluster": client.scheduler.address})
+        after, own_after = client.run(_cpu_and_faults), _cpu_and_faults()
     finally:
         client.close()
         cluster.close()
-    return {**out, "cluster_warm_s": round(warm_s, 3)}
+    workers = {k: sum(after[w][k] - before[w][k] for w in after if w in before) for k in own_after}
+    return {**out, "cluster_warm_s": round(warm_s, 3),
+            "cpu": {"workers": {k: round(v, 3) for k, v in workers.items()},
+                    "client_and_scheduler": {k: round(own_after[k] - own_before[k], 3) for k in own_after}}}
+
+
+def _cpu_and_faults() -> dict[str, float]:
+    """CPU seconds (user, system) and minor page faults of this process so far."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return {"user_s": r.ru_utime, "system_s": r.ru_stime, "page_faults": r.ru_minflt}
 
 
 def run_startup(spec: dict[str, Any]) -> dict[str, Any]:

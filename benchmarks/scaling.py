@@ -5,7 +5,7 @@
 The same ``detect`` run (marine-debris, embedded LocalCluster, 1 thread per worker) with
 ``workers=1`` and ``workers=2``, alternating, in fresh processes; speed-up = median seconds
 with 1 worker / median seconds with 2 (target >= 1.7 on 2 cores). Full: a 4096 x 4096 px
-window (64 tiles) of the full-tile sample where it is most sea (``SEA_WINDOW``), 2 repeats of each, so that the tiles, not the
+window (64 tiles) of the full-tile sample where it is most sea (``SEA_WINDOW``), 3 repeats of each, so that the tiles, not the
 cluster start and the publish step, make most of the run. The ceiling is the no-op tile task
 of ``benchmarks/scheduling.py`` through the same Dask executor (measured here on 1000 tiles,
 and its stored report),
@@ -63,7 +63,8 @@ def one_run(spec: dict[str, Any], workers: int, out: Path, *, warm: bool = False
             "publish_s": res["timings"]["seconds"]["publish"], "tiles": res["stages"]["tiles"],
             "workers_used": len(res["stages"]["workers"]), "worker_seconds": ws, "per_tile_s": res["stages"]["per_tile_s"],
             "fixed_s": round(res["detect_s"] - ws["total"] / workers, 3),
-            "tiles_per_s": round(res["stages"]["tiles"] / execute, 3)}
+            "tiles_per_s": round(res["stages"]["tiles"] / execute, 3),
+            **({"cpu": res["cpu"]} if "cpu" in res else {})}
 
 
 def ceiling(workers: int, tiles: int) -> dict[str, Any]:
@@ -88,16 +89,27 @@ def bound_by(runs: list[dict[str, Any]], ceil: dict[str, Any], load: list[float]
     ideal = t1 / (fixed2 + median([r["worker_seconds"]["total"] for r in one]) / 2)
     noop = ceil["live"]["dask"]["tiles_per_second"]
     real = max(r["tiles_per_s"] for r in runs)
+    cpu = ""
+    if all("cpu" in r for r in runs):  # warm runs: what the processes spent while detect ran
+        def med(rs: list[dict[str, Any]], who: str, k: str) -> float:
+            return median([r["cpu"][who][k] for r in rs])
+        cpu = (f"; the workers' user CPU {med(one, 'workers', 'user_s'):.1f} s with 1 worker, "
+               f"{med(two, 'workers', 'user_s'):.1f} s with 2, their system CPU {med(one, 'workers', 'system_s'):.2f} "
+               f"against {med(two, 'workers', 'system_s'):.2f} s ({med(one, 'workers', 'page_faults'):.0f} against "
+               f"{med(two, 'workers', 'page_faults'):.0f} page faults); the client and scheduler's process "
+               f"{med(one, 'client_and_scheduler', 'user_s') + med(one, 'client_and_scheduler', 'system_s'):.2f} "
+               f"against {med(two, 'client_and_scheduler', 'user_s') + med(two, 'client_and_scheduler', 'system_s'):.2f}"
+               " CPU-s (planning, scheduling, the ledger, publishing)")
     return (f"fixed seconds that do not shrink with workers (cluster start, worker imports, model load, publish): "
             f"{fixed1:.1f} s with 1 worker, {fixed2:.1f} s with 2, of {t1:.1f} s; with per-tile cost unchanged the "
             f"speed-up could reach {ideal:.2f}. Each tile takes {tile1:.2f} s alone and {tile2:.2f} s with 2 workers "
             f"sharing 2 cores (load average before {load[0]:g}). Scheduling is not the bound: no-op tasks "
-            f"go at {noop:.0f} tiles/s, real runs at {real:.2f} tiles/s")
+            f"go at {noop:.0f} tiles/s, real runs at {real:.2f} tiles/s{cpu}")
 
 
 def run(quick: bool = False, shared: dict[str, Any] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
-    repeats = 1 if quick else 2
+    repeats = 1 if quick else 3
     spec = region_spec(quick)
     report = new_report(CASE, quick, {
         "model": MODEL, "repeats": repeats, "region": {k: v for k, v in spec.items() if k != "region"},
