@@ -7,9 +7,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from geoloom.platform import styles
+from geoloom.platform import styles, xyz_tiles
 from geoloom.platform.alerts import AlertRules
 from geoloom.platform.errors import (
     BandError,
@@ -53,12 +51,3 @@ __all__ = [
     "data_dir", "web_assets_dir", "index_folder", "local_gpus", "list_collections", "ServiceClient", "styles", "xyz_tiles",
     "Job", "submit", "Monitoring", "update", "AlertRules", "RunSet", "open_runs",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    """``xyz_tiles`` is imported on first use: it brings rio-tiler, 0.2 s of every start of the CLI."""
-    if name == "xyz_tiles":
-        from geoloom.platform import xyz_tiles
-
-        return xyz_tiles
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
