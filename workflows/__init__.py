@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+# xyz_tiles (rio-tiler) at import, not on first use: loaded later, it fell inside the UI's first run
+# (Run click to the first tile on the map 1.1 s later)
 from geoloom.platform import styles, xyz_tiles
 from geoloom.platform.alerts import AlertRules
 from geoloom.platform.errors import (
